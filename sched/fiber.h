@@ -1,0 +1,150 @@
+// The fiber record: everything the runtime, and any tool that inspects it (dumps, a debugger
+// extension, deadlock detection), knows about one thread of the program.
+//
+// Records live in one table reserved at a fixed virtual range (FiberTable) and are never unmapped, so
+// a handle the program holds can always be checked without faulting, and a debugger can enumerate
+// every fiber by walking the table.
+#ifndef VTHREAD_SCHED_FIBER_H_
+#define VTHREAD_SCHED_FIBER_H_
+
+#include <atomic>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch/context.h"
+#include "sched/clock.h"
+#include "sched/spinlock.h"
+#include "sched/stack.h"
+#include "sched/timer_heap.h"
+
+namespace vthread::sched {
+
+struct Carrier;
+
+// 32 run-queue levels as in LK: 0 is the lowest, 31 the highest, kDefaultPriority for ordinary threads.
+constexpr int kPriorityLevels = 32;
+constexpr int kDefaultPriority = 16;
+
+constexpr uint32_t kFiberMagic = 0x76746872;  // "vthr"
+
+enum class FiberState : uint8_t {
+  kFree,      // table slot not in use
+  kRunnable,  // on a run queue, or being put on one
+  kRunning,   // a carrier is executing it
+  kParked,    // waiting; wait_reason says for what
+  kExited,    // finished, not yet reaped (joined, or detached and released)
+};
+
+// Why a fiber is parked. Every park site has its own reason, so an all-thread dump says what each
+// thread is waiting for (as Go's waitReason does). Names are in fiber.cc.
+enum class WaitReason : uint8_t {
+  kNone,
+  kSleep,       // nanosleep / clock_nanosleep / sleep / usleep
+  kJoin,        // pthread_join and its timed and try variants
+  kOnce,        // pthread_once while another thread runs the initializer
+  kTestPark,    // unit tests of the parking primitive
+};
+const char* wait_reason_name(WaitReason reason);
+
+// How the last park ended.
+enum class WakeReason : uint8_t { kNone, kUnparked, kTimeout };
+
+// Identifies one park of one fiber. A waker holding a ticket from an earlier park cannot wake a
+// later one: the sequence number in the fiber's state word has moved on.
+struct ParkTicket {
+  Fiber* fiber = nullptr;
+  uint32_t seq = 0;
+};
+
+struct Fiber {
+  uint32_t magic;
+  uint64_t id;                          // unique for the life of the process; 1 is the main fiber
+  char name[16];                        // NUL-terminated, as pthread_setname_np allows
+
+  // Scheduling state: (park sequence << 8) | FiberState, changed by compare-and-swap so that a wake
+  // and a timeout racing for the same park resolve to exactly one winner.
+  std::atomic<uint64_t> sched_word;
+  // True from the moment a carrier dispatches the fiber until its context is completely saved after
+  // it switches out. A carrier that picks the fiber spins on this before switching to it; it is what
+  // lets a fiber be made runnable while it is still on its way to parking.
+  std::atomic<bool> on_cpu;
+  WaitReason wait_reason;
+  WakeReason wake_reason;
+  uint8_t priority;
+  bool is_main;                         // the program's initial thread, running on the process stack
+
+  Carrier* carrier;                     // the carrier running it, or the last one that did
+  arch::Context context;
+  Stack stack;
+  TimerNode timer;                      // deadline of the current park, if any
+  Carrier* timer_carrier;               // whose heap holds `timer` while it is armed
+
+  Fiber* rq_next;                       // run-queue links, owned by the queue's lock
+  Fiber* rq_prev;
+
+  // Lifecycle, guarded by lifecycle_lock. Joiners park on &exited (a parking-lot address) and
+  // validate it without the lock, hence atomic.
+  Spinlock lifecycle_lock;
+  bool detached;
+  std::atomic<bool> exited;
+  Fiber* joiner;
+  void* result;
+
+  void (*entry)(void*);
+  void* entry_arg;
+  void* user_data;                      // owned by the layer above (the shim's per-thread state)
+  const char* in_call;                  // the interposed function the fiber is inside, for dumps
+
+  uint64_t switches_in;                 // statistics: times dispatched
+  Nanos created_at;
+
+  Fiber* free_next;                     // FiberTable free list
+};
+
+inline FiberState state_of(uint64_t word) { return static_cast<FiberState>(word & 0xff); }
+inline uint32_t seq_of(uint64_t word) { return static_cast<uint32_t>(word >> 8); }
+inline uint64_t make_sched_word(uint32_t seq, FiberState state) {
+  return (uint64_t{seq} << 8) | static_cast<uint8_t>(state);
+}
+
+// The table of fiber records.
+class FiberTable {
+ public:
+  // Reserves the address range. Returns false if the kernel refuses.
+  static bool init();
+  // A zeroed record with magic, id and a fresh state word, or nullptr when the table is full.
+  static Fiber* allocate();
+  // Returns the record to the table. The fiber must not be running or queued anywhere.
+  static void release(Fiber* fiber);
+  // The live fiber at `address`, or nullptr if `address` is not the start of an allocated record.
+  // Never faults, whatever the address.
+  static Fiber* lookup(uintptr_t address);
+  // Calls visit(fiber) for every allocated record (for dumps and debuggers). Records may change
+  // state while being visited.
+  template <typename Visit>
+  static void for_each(Visit visit);
+
+  static Fiber* base() { return base_; }
+  static size_t high_water() { return high_water_.load(std::memory_order_acquire); }
+
+ private:
+  static Fiber* base_;
+  static size_t capacity_;
+  static std::atomic<size_t> high_water_;
+};
+
+template <typename Visit>
+void FiberTable::for_each(Visit visit) {
+  size_t n = high_water();
+  for (size_t i = 0; i < n; ++i) {
+    Fiber* f = &base_[i];
+    if (f->magic == kFiberMagic && state_of(f->sched_word.load(std::memory_order_acquire)) != FiberState::kFree) {
+      visit(f);
+    }
+  }
+}
+
+}  // namespace vthread::sched
+
+#endif  // VTHREAD_SCHED_FIBER_H_

@@ -1,0 +1,55 @@
+#include "sched/libc.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+
+#include "arch/raw_syscall.h"
+
+namespace vthread::libc {
+namespace {
+
+// Resolves `name` once. dlsym is safe to call here: it does not create threads or call back into
+// interposed pthread functions.
+void* resolve(std::atomic<void*>& slot, const char* name) {
+  void* fn = slot.load(std::memory_order_acquire);
+  if (fn) return fn;
+  fn = dlsym(RTLD_NEXT, name);
+  if (!fn) {
+    char line[160];
+    int n = snprintf(line, sizeof line, "vthread: fatal: cannot find the real %s in the C library\n", name);
+    arch::raw_syscall(SYS_write, 2, line, n);
+    abort();
+  }
+  slot.store(fn, std::memory_order_release);
+  return fn;
+}
+
+}  // namespace
+
+#define VTHREAD_REAL(ret, name, params, args)                               \
+  ret name params {                                                         \
+    static std::atomic<void*> slot{nullptr};                                \
+    return reinterpret_cast<ret(*) params>(resolve(slot, #name)) args;     \
+  }
+
+VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg),
+             (thread, attr, start, arg))
+VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
+VTHREAD_REAL(int, pthread_detach, (pthread_t thread), (thread))
+VTHREAD_REAL(pthread_t, pthread_self, (), ())
+VTHREAD_REAL(int, pthread_getattr_np, (pthread_t thread, pthread_attr_t* attr), (thread, attr))
+VTHREAD_REAL(int, pthread_setname_np, (pthread_t thread, const char* name), (thread, name))
+VTHREAD_REAL(int, pthread_getname_np, (pthread_t thread, char* name, size_t size), (thread, name, size))
+VTHREAD_REAL(int, pthread_once, (pthread_once_t* once, void (*init)()), (once, init))
+VTHREAD_REAL(int, nanosleep, (const struct timespec* request, struct timespec* remaining), (request, remaining))
+VTHREAD_REAL(int, clock_nanosleep, (clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining),
+             (clock, flags, request, remaining))
+VTHREAD_REAL(int, sched_yield, (), ())
+
+#undef VTHREAD_REAL
+
+}  // namespace vthread::libc

@@ -1,0 +1,26 @@
+// The real glibc functions behind the ones the shim interposes, resolved with dlsym(RTLD_NEXT) on
+// first use. The runtime and the shim call these whenever they need glibc's own behaviour (carrier
+// threads, threads that are not fibers), never the interposed names.
+#ifndef VTHREAD_SCHED_LIBC_H_
+#define VTHREAD_SCHED_LIBC_H_
+
+#include <pthread.h>
+#include <time.h>
+
+namespace vthread::libc {
+
+int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg);
+int pthread_join(pthread_t thread, void** result);
+int pthread_detach(pthread_t thread);
+pthread_t pthread_self();
+int pthread_getattr_np(pthread_t thread, pthread_attr_t* attr);
+int pthread_setname_np(pthread_t thread, const char* name);
+int pthread_getname_np(pthread_t thread, char* name, size_t size);
+int pthread_once(pthread_once_t* once, void (*init)());
+int nanosleep(const struct timespec* request, struct timespec* remaining);
+int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining);
+int sched_yield();
+
+}  // namespace vthread::libc
+
+#endif  // VTHREAD_SCHED_LIBC_H_

@@ -1,0 +1,104 @@
+// The vthread runtime: fibers multiplexed over carrier kernel threads. This is the whole interface
+// the shim (and tests) use; it knows nothing of the pthread ABI. See scheduler.cc for the design.
+//
+// Contexts: "fiber context" means code running on a fiber; "carrier context" means a carrier's own
+// scheduler loop. Functions that may switch away (yield, park, sleep_until, join) must be called in
+// fiber context. Threads that are neither (a thread glibc started behind our back, or any thread
+// before start()) see current() == nullptr and must not call them.
+#ifndef VTHREAD_SCHED_SCHED_H_
+#define VTHREAD_SCHED_SCHED_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sched/clock.h"
+#include "sched/fiber.h"
+
+namespace vthread::sched {
+
+struct Config {
+  int carriers = 0;                 // 0: one per online CPU
+  size_t default_stack_size = 0;    // 0: 8 MiB
+  size_t default_guard_size = 0;    // 0: one page
+  arch::SwitchBackend backend = arch::SwitchBackend::kAssembly;
+};
+
+// Starts the runtime: turns the calling flow of control into the main fiber (it keeps its stack) and
+// makes the calling kernel thread carrier 0, then starts the other carriers. Idempotent and
+// thread-safe; returns false (after printing why) if the runtime cannot start.
+bool start(const Config& config);
+bool started();
+
+// The fiber running on this kernel thread, or nullptr in carrier context and on foreign threads.
+Fiber* current();
+
+// The record of the program's initial thread, created on first use (before start() too, so the
+// shim can keep its name and thread-specific data, and start() adopts it). nullptr once the main
+// fiber has exited and been reaped.
+Fiber* main_fiber();
+
+struct SpawnAttributes {
+  size_t stack_size = 0;           // 0: the configured default
+  size_t guard_size = SIZE_MAX;    // SIZE_MAX: the configured default
+  void* stack_addr = nullptr;      // program-supplied stack [stack_addr, stack_addr + stack_size)
+  int priority = kDefaultPriority;
+  bool detached = false;
+  const char* name = nullptr;      // initial name; nullptr: inherit the creator's
+};
+
+// Creates a runnable fiber that calls entry(arg) and must end with exit_current(). Returns 0 or an
+// errno value: EAGAIN when there are no resources for another fiber.
+int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, void* user_data, Fiber** out);
+
+// Lets other runnable fibers of this carrier run; returns at once if there are none.
+void yield();
+
+// The ticket of the park the current fiber is about to make. Wakers store it (under whatever lock
+// guards their wait queue) before the fiber parks.
+ParkTicket park_ticket();
+
+// Suspends the current fiber until unpark() with its ticket, or until `deadline` (monotonic ns;
+// kNoDeadline for none). `commit(arg)`, if given, runs after the fiber's context is saved and before
+// any other fiber runs on this carrier: use it to release the lock that guards the queue the fiber
+// was put on, so that no waker can see the fiber half-parked. Returns why it woke.
+WakeReason park(WaitReason reason, Nanos deadline, void (*commit)(void*), void* arg);
+
+// Makes the fiber of `ticket` runnable if that park is still in progress. Returns false if it ended
+// already (woken by someone else, or timed out). Callable from any context.
+bool unpark(ParkTicket ticket);
+
+// Parks until `deadline` (monotonic ns) has passed.
+void sleep_until(Nanos deadline);
+
+enum class JoinResult { kJoined, kDetached, kDeadlock, kAlreadyJoined, kTimedOut, kBusy };
+
+// A join deadline meaning "do not wait at all" (pthread_tryjoin_np).
+constexpr Nanos kTryJoin = INT64_MIN;
+
+// Waits for `target` to exit, until `deadline` (kNoDeadline: no limit; kTryJoin: kBusy at once if it
+// has not exited), and reaps it. On kJoined, *result holds its exit value.
+JoinResult join(Fiber* target, Nanos deadline, void** result);
+
+// Marks `target` detached: its resources go back when it exits. Returns false if it was already
+// detached. Detaching a fiber someone is joining has no effect (as in glibc).
+bool detach(Fiber* target);
+
+// Ends the current fiber with `result` for its joiner. If it is the last fiber alive, if_last() is
+// called first, in the fiber's context (the shim ends the process there, as glibc does).
+[[noreturn]] void exit_current(void* result, void (*if_last)());
+
+// Renames a fiber (15 bytes at most are kept).
+void set_name(Fiber* fiber, const char* name);
+
+struct Stats {
+  size_t carriers;
+  size_t live_fibers;
+  uint64_t switches;
+  uint64_t steals;
+  uint64_t idle_sleeps;
+};
+Stats stats();
+
+}  // namespace vthread::sched
+
+#endif  // VTHREAD_SCHED_SCHED_H_

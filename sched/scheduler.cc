@@ -1,0 +1,741 @@
+// The vthread scheduler.
+//
+// Concepts
+//   Fiber    a thread of the program: a saved context, a stack and a record in the FiberTable.
+//   Carrier  a kernel thread that runs fibers. Carrier 0 is the kernel thread that started the
+//            runtime (normally the program's main thread); the others are created with the real
+//            pthread_create, which is also what makes glibc switch itself into multi-threaded mode.
+//            Each carrier owns a run queue (32 priority levels), a timer heap, and its own
+//            scheduler loop running on a separate context (Go's g0): the "carrier context".
+//
+// Switching
+//   A fiber that blocks, yields or exits calls switch_out(). It picks the next fiber from its own
+//   carrier's queue and switches to it directly (one switch, not two through the scheduler loop);
+//   only when the queue is empty does it switch to the carrier context, which steals or sleeps.
+//   Whatever must happen to the outgoing fiber after its registers are saved (put it back on the run
+//   queue, release the lock of the wait queue it joined, free it) is recorded on the carrier and done
+//   by finish_switch() as the first thing the incoming context runs, as in Linux's
+//   finish_task_switch(). Until then the fiber's `on_cpu` flag stays set, and any carrier about to
+//   run it waits for the flag to clear. That makes it safe to wake a fiber that is still on its way
+//   to parking (a timer firing on another carrier, a waker that found it some other way).
+//
+// Parking
+//   park()/unpark() is the single blocking mechanism; parking_lot.cc builds address-keyed wait
+//   queues on it, and every blocking primitive of the shim is built on those. The fiber's state
+//   word carries a park sequence number beside the state, and unpark() is a compare-and-swap
+//   from (seq, Parked) to (seq, Runnable), so a wake and a timeout for the same park resolve to
+//   exactly one winner, and a stale ticket can never wake a later park.
+//
+// Idle carriers and stealing
+//   A carrier with nothing to run steals half of another carrier's queue; failing that it sleeps
+//   on a futex until the earliest timer of any carrier. Waking follows Go's "spinning M" rule: a
+//   carrier that makes work runnable wakes an idle carrier only if none is already looking for
+//   work, and the woken one, once it finds work, wakes the next. So an idle process costs no CPU
+//   and a burst of wake-ups does not wake every carrier.
+//
+// Timers
+//   Each carrier has a 4-ary heap of the deadlines of fibers that parked on it. The owner fires
+//   due timers at every scheduling decision; idle carriers bound their sleep by, and fire, the
+//   timers of every carrier, so a carrier stuck in a long-running fiber does not hold up others'
+//   wake-ups.
+//
+// Rejected alternatives
+//   - Always switching through the scheduler loop: simpler, but doubles the cost of every switch.
+//   - One global run queue: a single lock every carrier contends on for every switch.
+//   - Holding the wait-queue lock across the switch by hand in each primitive (instead of a commit
+//     callback run by finish_switch): every primitive would repeat the protocol.
+//
+// Thread-local state
+//   Until per-fiber TLS lands, fibers share their carrier's TLS. The runtime reads its own
+//   per-carrier slot through the thread pointer on every access (never a cached address), and saves
+//   and restores errno across each switch, so a fiber that migrates keeps its errno.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "arch/raw_syscall.h"
+#include "sched/futex.h"
+#include "sched/libc.h"
+#include "sched/parking_lot.h"
+#include "sched/run_queue.h"
+#include "sched/sched.h"
+
+namespace vthread::sched {
+
+// What finish_switch() does with the fiber that switched out.
+enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit };
+
+struct alignas(64) Carrier {
+  int index = 0;
+  pid_t tid = 0;
+
+  Spinlock queue_lock;
+  RunQueue queue;
+  std::atomic<size_t> queued{0};            // queue.size(), readable without the lock
+
+  Spinlock timer_lock;
+  TimerHeap timers;
+  std::atomic<Nanos> earliest_timer{kNoDeadline};
+
+  arch::Context loop_context;               // the carrier context
+  Stack loop_stack;                         // carrier 0 only; the others use their kernel stack
+  Fiber* current = nullptr;
+
+  // The pending finish_switch() work for the fiber that just switched out.
+  Fiber* prev = nullptr;
+  PostSwitch prev_action = PostSwitch::kNothing;
+  void (*commit)(void*) = nullptr;
+  void* commit_arg = nullptr;
+
+  std::atomic<uint32_t> wake_word{0};       // futex an idle carrier sleeps on
+  bool in_idle_list = false;                // guarded by g_idle_lock
+  bool spinning = false;                    // owner only: woken to look for work
+  Carrier* idle_next = nullptr;
+  uint64_t steal_seed = 0;
+
+  std::atomic<uint64_t> switches{0};
+  std::atomic<uint64_t> steals{0};
+  std::atomic<uint64_t> idle_sleeps{0};
+};
+
+namespace {
+
+constexpr size_t kCarrier0LoopStack = 256 * 1024;
+constexpr int kMaxCarriers = 1024;
+
+// Per-kernel-thread slot, read through the thread pointer (see "Thread-local state" above).
+struct CarrierLocal {
+  Fiber* current;
+  Carrier* carrier;
+};
+__thread CarrierLocal tls_carrier_local __attribute__((tls_model("initial-exec")));
+ptrdiff_t g_carrier_local_offset;
+ptrdiff_t g_errno_offset;
+
+inline char* thread_pointer() {
+  char* tp;
+  asm volatile("movq %%fs:0, %0" : "=r"(tp));
+  return tp;
+}
+inline CarrierLocal* carrier_local() {
+  return reinterpret_cast<CarrierLocal*>(thread_pointer() + g_carrier_local_offset);
+}
+inline int* errno_slot() { return reinterpret_cast<int*>(thread_pointer() + g_errno_offset); }
+
+__attribute__((constructor)) void compute_tls_offsets() {
+  g_carrier_local_offset = reinterpret_cast<char*>(&tls_carrier_local) - thread_pointer();
+  g_errno_offset = reinterpret_cast<char*>(&errno) - thread_pointer();
+}
+
+Config g_config;
+Carrier* g_carriers = nullptr;
+int g_ncarriers = 0;
+std::atomic<bool> g_started{false};
+Spinlock g_start_lock;
+Fiber* g_main_fiber = nullptr;
+bool g_main_fiber_reaped = false;
+std::atomic<int64_t> g_live_fibers{0};
+
+Spinlock g_idle_lock;
+Carrier* g_idle_list = nullptr;
+std::atomic<int> g_idle_count{0};
+std::atomic<int> g_spinning_count{0};
+
+[[noreturn]] void die(const char* what) {
+  char line[256];
+  int n = snprintf(line, sizeof line, "vthread: fatal: %s\n", what);
+  arch::raw_syscall(SYS_write, 2, line, n);
+  abort();
+}
+
+// ---- run queues --------------------------------------------------------------------------------
+
+void wake_idle_carrier();
+
+void enqueue(Carrier* c, Fiber* f) {
+  {
+    SpinlockGuard hold(c->queue_lock);
+    c->queue.push_back(f);
+    c->queued.store(c->queue.size(), std::memory_order_relaxed);
+  }
+  // Pairs with the fence in idle_sleep(): either we see the idle carrier, or it sees our work.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_idle_count.load(std::memory_order_relaxed) > 0) wake_idle_carrier();
+}
+
+Fiber* dequeue(Carrier* c) {
+  if (c->queued.load(std::memory_order_relaxed) == 0) return nullptr;
+  SpinlockGuard hold(c->queue_lock);
+  Fiber* f = c->queue.pop_highest();
+  c->queued.store(c->queue.size(), std::memory_order_relaxed);
+  return f;
+}
+
+// Wakes a fiber whose park ended: onto the queue of the carrier we run on, which keeps a waker and
+// its wakee together; a foreign thread uses the wakee's last carrier.
+void make_runnable(Fiber* f) {
+  Carrier* c = carrier_local()->carrier;
+  if (!c) c = f->carrier ? f->carrier : &g_carriers[0];
+  enqueue(c, f);
+}
+
+bool wake(ParkTicket ticket, WakeReason why) {
+  Fiber* f = ticket.fiber;
+  uint64_t expected = make_sched_word(ticket.seq, FiberState::kParked);
+  if (!f->sched_word.compare_exchange_strong(expected, make_sched_word(ticket.seq, FiberState::kRunnable),
+                                             std::memory_order_acq_rel)) {
+    return false;
+  }
+  f->wake_reason = why;
+  make_runnable(f);
+  return true;
+}
+
+// ---- timers ------------------------------------------------------------------------------------
+
+void publish_earliest(Carrier* c) {
+  c->earliest_timer.store(c->timers.earliest(), std::memory_order_release);
+}
+
+void arm_timer(Fiber* self, uint32_t seq, Nanos deadline) {
+  Carrier* c = self->carrier;
+  Nanos before;
+  {
+    SpinlockGuard hold(c->timer_lock);
+    if (!c->timers.reserve_one()) die("out of memory for a timer");
+    before = c->timers.earliest();
+    self->timer.deadline = deadline;
+    self->timer.fiber = self;
+    self->timer.seq = seq;
+    self->timer_carrier = c;
+    c->timers.push(&self->timer);
+    publish_earliest(c);
+  }
+  // Idle carriers sleep until the earliest deadline they saw; if ours is earlier and this carrier
+  // has other work that may keep it busy, have an idle carrier look again.
+  if (deadline < before && c->queued.load(std::memory_order_relaxed) > 0 &&
+      g_idle_count.load(std::memory_order_relaxed) > 0) {
+    wake_idle_carrier();
+  }
+}
+
+void disarm_timer(Fiber* self) {
+  Carrier* c = self->timer_carrier;
+  SpinlockGuard hold(c->timer_lock);
+  if (self->timer.heap == &c->timers) {
+    c->timers.remove(&self->timer);
+    publish_earliest(c);
+  }
+}
+
+// Fires the due timers of `c`. Returns how many parks it ended.
+size_t fire_due_timers(Carrier* c, Nanos now) {
+  size_t fired = 0;
+  for (;;) {
+    constexpr size_t kBatch = 32;
+    ParkTicket due[kBatch];
+    size_t n = 0;
+    {
+      SpinlockGuard hold(c->timer_lock);
+      while (n < kBatch && c->timers.top() && c->timers.top()->deadline <= now) {
+        TimerNode* node = c->timers.pop();
+        // Copy out: once the lock is dropped the node belongs to its fiber again.
+        due[n++] = ParkTicket{node->fiber, node->seq};
+      }
+      publish_earliest(c);
+    }
+    for (size_t i = 0; i < n; ++i) fired += wake(due[i], WakeReason::kTimeout);
+    if (n < kBatch) return fired;
+  }
+}
+
+bool timers_due(Carrier* c, Nanos* now) {
+  Nanos earliest = c->earliest_timer.load(std::memory_order_acquire);
+  if (earliest == kNoDeadline) return false;
+  *now = monotonic_now();
+  return earliest <= *now;
+}
+
+Nanos earliest_timer_anywhere() {
+  Nanos earliest = kNoDeadline;
+  for (int i = 0; i < g_ncarriers; ++i) {
+    Nanos e = g_carriers[i].earliest_timer.load(std::memory_order_acquire);
+    if (e < earliest) earliest = e;
+  }
+  return earliest;
+}
+
+// ---- switching ---------------------------------------------------------------------------------
+
+// The next fiber of this carrier's own queue, after firing its due timers.
+Fiber* pick_local(Carrier* c) {
+  Nanos now;
+  if (timers_due(c, &now)) fire_due_timers(c, now);
+  return dequeue(c);
+}
+
+void dispatch(Carrier* c, Fiber* next) {
+  while (next->on_cpu.load(std::memory_order_acquire)) cpu_relax();
+  next->on_cpu.store(true, std::memory_order_relaxed);
+  next->carrier = c;
+  ++next->switches_in;
+  c->current = next;
+  carrier_local()->current = next;
+  c->switches.fetch_add(1, std::memory_order_relaxed);
+}
+
+void reap(Fiber* f) {
+  if (f->is_main) {
+    SpinlockGuard hold(g_start_lock);
+    g_main_fiber = nullptr;
+    g_main_fiber_reaped = true;
+  }
+  StackAllocator::release(&f->stack);
+  arch::context_release(&f->context);
+  FiberTable::release(f);
+}
+
+// The fiber switched out for good. Runs after its context is saved; it may be reaped at once.
+void finish_exit(Fiber* f) {
+  bool detached;
+  {
+    SpinlockGuard hold(f->lifecycle_lock);
+    f->sched_word.store(make_sched_word(seq_of(f->sched_word.load()), FiberState::kExited));
+    f->exited.store(true, std::memory_order_release);
+    detached = f->detached;
+  }
+  // From here a joiner may reap f at any moment: only its address is used below.
+  if (detached) {
+    reap(f);
+  } else {
+    parking_lot::unpark_all(&f->exited);
+  }
+}
+
+void finish_switch(Carrier* c) {
+  Fiber* prev = c->prev;
+  if (!prev) return;
+  c->prev = nullptr;
+  switch (c->prev_action) {
+    case PostSwitch::kNothing:
+      prev->on_cpu.store(false, std::memory_order_release);
+      break;
+    case PostSwitch::kRequeue:
+      prev->on_cpu.store(false, std::memory_order_release);
+      enqueue(c, prev);
+      break;
+    case PostSwitch::kPark:
+      // Release the wait-queue lock before letting anyone run the fiber again.
+      if (c->commit) c->commit(c->commit_arg);
+      prev->on_cpu.store(false, std::memory_order_release);
+      break;
+    case PostSwitch::kExit:
+      prev->on_cpu.store(false, std::memory_order_release);
+      finish_exit(prev);
+      break;
+  }
+}
+
+// Switches from the running fiber to `next` (or, if null, to the carrier context) and does
+// `action` to the outgoing fiber once it is saved. Returns when the fiber runs again.
+void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void*), void* arg) {
+  Carrier* c = self->carrier;
+  if (next == self) {
+    // Our own park ended while we were choosing what to run next (a timer fired): keep running.
+    if (commit) commit(arg);
+    return;
+  }
+  c->prev = self;
+  c->prev_action = action;
+  c->commit = commit;
+  c->commit_arg = arg;
+  int saved_errno = *errno_slot();
+  if (next) {
+    dispatch(c, next);
+    arch::context_switch(&self->context, &next->context);
+  } else {
+    c->current = nullptr;
+    carrier_local()->current = nullptr;
+    arch::context_switch(&self->context, &c->loop_context);
+  }
+  // Running again, on whichever carrier dispatched us.
+  finish_switch(self->carrier);
+  *errno_slot() = saved_errno;
+}
+
+// ---- carriers ----------------------------------------------------------------------------------
+
+void wake_idle_carrier() {
+  // Only one carrier looks for work at a time (Go's nmspinning rule).
+  int expected = 0;
+  if (!g_spinning_count.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
+  Carrier* idle;
+  {
+    SpinlockGuard hold(g_idle_lock);
+    idle = g_idle_list;
+    if (idle) {
+      g_idle_list = idle->idle_next;
+      idle->in_idle_list = false;
+      g_idle_count.fetch_sub(1, std::memory_order_relaxed);
+      idle->spinning = true;
+    }
+  }
+  if (!idle) {
+    g_spinning_count.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  idle->wake_word.store(1, std::memory_order_release);
+  futex_wake(&idle->wake_word, 1);
+}
+
+bool any_work_queued() {
+  for (int i = 0; i < g_ncarriers; ++i) {
+    if (g_carriers[i].queued.load(std::memory_order_relaxed) > 0) return true;
+  }
+  return false;
+}
+
+// The carrier stops spinning; if it was the last spinner and work remains, another one looks.
+void stop_spinning(Carrier* c) {
+  if (!c->spinning) return;
+  c->spinning = false;
+  if (g_spinning_count.fetch_sub(1, std::memory_order_seq_cst) == 1 && any_work_queued()) {
+    wake_idle_carrier();
+  }
+}
+
+Fiber* steal(Carrier* thief) {
+  if (g_ncarriers < 2) return nullptr;
+  thief->steal_seed = thief->steal_seed * 6364136223846793005ull + 1442695040888963407ull;
+  int start = static_cast<int>((thief->steal_seed >> 33) % g_ncarriers);
+  for (int k = 0; k < g_ncarriers; ++k) {
+    Carrier* victim = &g_carriers[(start + k) % g_ncarriers];
+    if (victim == thief || victim->queued.load(std::memory_order_relaxed) == 0) continue;
+    RunQueue loot;
+    {
+      SpinlockGuard hold(victim->queue_lock);
+      victim->queue.steal_half_into(&loot);
+      victim->queued.store(victim->queue.size(), std::memory_order_relaxed);
+    }
+    Fiber* first = loot.pop_highest();
+    if (!first) continue;
+    thief->steals.fetch_add(1, std::memory_order_relaxed);
+    if (!loot.empty()) {
+      SpinlockGuard hold(thief->queue_lock);
+      while (Fiber* f = loot.pop_highest()) thief->queue.push_back(f);
+      thief->queued.store(thief->queue.size(), std::memory_order_relaxed);
+    }
+    return first;
+  }
+  return nullptr;
+}
+
+// Fires any carrier's due timers (for carriers busy in a long-running fiber).
+bool fire_all_due_timers() {
+  Nanos now = monotonic_now();
+  size_t fired = 0;
+  for (int i = 0; i < g_ncarriers; ++i) {
+    if (g_carriers[i].earliest_timer.load(std::memory_order_acquire) <= now) {
+      fired += fire_due_timers(&g_carriers[i], now);
+    }
+  }
+  return fired > 0;
+}
+
+void leave_idle_list(Carrier* c) {
+  SpinlockGuard hold(g_idle_lock);
+  if (!c->in_idle_list) return;
+  for (Carrier** link = &g_idle_list; *link; link = &(*link)->idle_next) {
+    if (*link == c) {
+      *link = c->idle_next;
+      break;
+    }
+  }
+  c->in_idle_list = false;
+  g_idle_count.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void idle_sleep(Carrier* c) {
+  c->wake_word.store(0, std::memory_order_relaxed);
+  {
+    SpinlockGuard hold(g_idle_lock);
+    c->idle_next = g_idle_list;
+    g_idle_list = c;
+    c->in_idle_list = true;
+    g_idle_count.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Nanos deadline = earliest_timer_anywhere();
+  Nanos now = monotonic_now();
+  if (!any_work_queued() && deadline > now) {
+    c->idle_sleeps.fetch_add(1, std::memory_order_relaxed);
+    struct timespec timeout = nanos_to_timespec(deadline == kNoDeadline ? 0 : deadline - now);
+    futex_wait(&c->wake_word, 0, deadline == kNoDeadline ? nullptr : &timeout);
+  }
+  leave_idle_list(c);
+}
+
+Fiber* find_runnable(Carrier* c) {
+  for (;;) {
+    Fiber* f = pick_local(c);
+    if (!f) f = steal(c);
+    if (!f && fire_all_due_timers()) f = pick_local(c);
+    if (f) {
+      stop_spinning(c);
+      return f;
+    }
+    stop_spinning(c);
+    idle_sleep(c);
+  }
+}
+
+[[noreturn]] void carrier_loop(Carrier* c) {
+  for (;;) {
+    finish_switch(c);
+    Fiber* next = find_runnable(c);
+    dispatch(c, next);
+    arch::context_switch(&c->loop_context, &next->context);
+  }
+}
+
+void carrier0_loop_entry(void* carrier) { carrier_loop(static_cast<Carrier*>(carrier)); }
+
+void* carrier_thread_main(void* carrier) {
+  auto* c = static_cast<Carrier*>(carrier);
+  c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  carrier_local()->carrier = c;
+  carrier_local()->current = nullptr;
+  if (!arch::context_prepare_current(&c->loop_context)) die("out of memory for a carrier context");
+  carrier_loop(c);
+}
+
+void fiber_main(void* fiber) {
+  auto* self = static_cast<Fiber*>(fiber);
+  finish_switch(self->carrier);
+  self->sched_word.store(make_sched_word(seq_of(self->sched_word.load()), FiberState::kRunning));
+  self->entry(self->entry_arg);
+  die("a fiber's entry function returned instead of calling exit_current()");
+}
+
+Fiber* allocate_main_fiber() {
+  if (!FiberTable::init()) return nullptr;
+  Fiber* f = FiberTable::allocate();
+  if (!f) return nullptr;
+  f->is_main = true;
+  f->created_at = monotonic_now();
+  return f;
+}
+
+}  // namespace
+
+// ---- public interface --------------------------------------------------------------------------
+
+bool started() { return g_started.load(std::memory_order_acquire); }
+
+Fiber* current() { return carrier_local()->current; }
+
+Fiber* main_fiber() {
+  SpinlockGuard hold(g_start_lock);
+  if (!g_main_fiber && !g_main_fiber_reaped) g_main_fiber = allocate_main_fiber();
+  return g_main_fiber;
+}
+
+bool start(const Config& config) {
+  if (started()) return true;
+  Fiber* main = main_fiber();
+  SpinlockGuard hold(g_start_lock);
+  if (started()) return true;
+  if (!main) die("cannot reserve the fiber table");
+  g_config = config;
+  if (g_config.carriers <= 0) g_config.carriers = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  if (g_config.carriers < 1) g_config.carriers = 1;
+  if (g_config.carriers > kMaxCarriers) g_config.carriers = kMaxCarriers;
+  if (g_config.default_stack_size == 0) g_config.default_stack_size = 8 << 20;
+  if (g_config.default_guard_size == SIZE_MAX) g_config.default_guard_size = 0;
+  arch::set_switch_backend(g_config.backend);
+  StackAllocator::init(g_config.default_stack_size);
+  if (g_config.default_guard_size == 0) g_config.default_guard_size = StackAllocator::page_size();
+
+  void* mem = mmap(nullptr, sizeof(Carrier) * g_config.carriers, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("cannot allocate carriers");
+  g_carriers = static_cast<Carrier*>(mem);
+  for (int i = 0; i < g_config.carriers; ++i) {
+    new (&g_carriers[i]) Carrier();
+    g_carriers[i].index = i;
+    g_carriers[i].steal_seed = 0x9e3779b97f4a7c15ull * (i + 1);
+  }
+  g_ncarriers = g_config.carriers;
+
+  // The calling flow becomes the main fiber on carrier 0, whose own loop needs a stack of its own.
+  Carrier* c0 = &g_carriers[0];
+  c0->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  if (!StackAllocator::allocate(kCarrier0LoopStack, StackAllocator::page_size(), &c0->loop_stack) ||
+      !arch::context_prepare(&c0->loop_context, c0->loop_stack.lo, c0->loop_stack.hi, carrier0_loop_entry, c0) ||
+      !arch::context_prepare_current(&main->context)) {
+    die("cannot set up carrier 0");
+  }
+  main->carrier = c0;
+  main->on_cpu.store(true, std::memory_order_relaxed);
+  main->sched_word.store(make_sched_word(seq_of(main->sched_word.load()), FiberState::kRunning));
+  c0->current = main;
+  carrier_local()->carrier = c0;
+  carrier_local()->current = main;
+  g_live_fibers.store(1);
+  g_started.store(true, std::memory_order_release);
+
+  for (int i = 1; i < g_ncarriers; ++i) {
+    pthread_t thread;
+    if (libc::pthread_create(&thread, nullptr, carrier_thread_main, &g_carriers[i]) != 0) {
+      die("cannot create a carrier thread");
+    }
+    char name[32];
+    snprintf(name, sizeof name, "vthread/c%d", i % 100000);
+    name[15] = '\0';
+    libc::pthread_setname_np(thread, name);
+  }
+  return true;
+}
+
+int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, void* user_data, Fiber** out) {
+  Fiber* f = FiberTable::allocate();
+  if (!f) return EAGAIN;
+  if (attributes.stack_addr) {
+    f->stack = StackAllocator::wrap(attributes.stack_addr, attributes.stack_size);
+  } else {
+    size_t size = attributes.stack_size ? attributes.stack_size : g_config.default_stack_size;
+    size_t guard = attributes.guard_size == SIZE_MAX ? g_config.default_guard_size : attributes.guard_size;
+    if (!StackAllocator::allocate(size, guard, &f->stack)) {
+      FiberTable::release(f);
+      return EAGAIN;
+    }
+  }
+  if (!arch::context_prepare(&f->context, f->stack.lo, f->stack.hi, fiber_main, f)) {
+    reap(f);
+    return EAGAIN;
+  }
+  Fiber* creator = current();
+  const char* name = attributes.name ? attributes.name : (creator ? creator->name : nullptr);
+  if (name) set_name(f, name);
+  f->entry = entry;
+  f->entry_arg = arg;
+  f->user_data = user_data;
+  f->priority = static_cast<uint8_t>(attributes.priority);
+  f->detached = attributes.detached;
+  f->created_at = monotonic_now();
+  f->carrier = creator ? creator->carrier : &g_carriers[0];
+  g_live_fibers.fetch_add(1, std::memory_order_relaxed);
+  *out = f;
+  make_runnable(f);
+  return 0;
+}
+
+void yield() {
+  Fiber* self = current();
+  Fiber* next = pick_local(self->carrier);
+  if (next) switch_out(self, next, PostSwitch::kRequeue, nullptr, nullptr);
+}
+
+ParkTicket park_ticket() {
+  Fiber* self = current();
+  return ParkTicket{self, seq_of(self->sched_word.load(std::memory_order_relaxed))};
+}
+
+WakeReason park(WaitReason reason, Nanos deadline, void (*commit)(void*), void* arg) {
+  Fiber* self = current();
+  uint32_t seq = seq_of(self->sched_word.load(std::memory_order_relaxed));
+  self->wait_reason = reason;
+  self->wake_reason = WakeReason::kNone;
+  // From this store on, unpark() with our ticket may succeed, even before we have switched out.
+  self->sched_word.store(make_sched_word(seq, FiberState::kParked), std::memory_order_seq_cst);
+  if (deadline != kNoDeadline) arm_timer(self, seq, deadline);
+  switch_out(self, pick_local(self->carrier), PostSwitch::kPark, commit, arg);
+  if (deadline != kNoDeadline) disarm_timer(self);
+  self->wait_reason = WaitReason::kNone;
+  self->sched_word.store(make_sched_word(seq + 1, FiberState::kRunning), std::memory_order_release);
+  return self->wake_reason;
+}
+
+bool unpark(ParkTicket ticket) { return wake(ticket, WakeReason::kUnparked); }
+
+void sleep_until(Nanos deadline) {
+  while (monotonic_now() < deadline) park(WaitReason::kSleep, deadline, nullptr, nullptr);
+}
+
+void exit_current(void* result, void (*if_last)()) {
+  Fiber* self = current();
+  if (g_live_fibers.fetch_sub(1, std::memory_order_acq_rel) == 1 && if_last) if_last();
+  self->result = result;
+  switch_out(self, pick_local(self->carrier), PostSwitch::kExit, nullptr, nullptr);
+  die("an exited fiber was resumed");
+}
+
+namespace {
+bool has_not_exited(void* fiber) { return !static_cast<Fiber*>(fiber)->exited.load(std::memory_order_acquire); }
+}  // namespace
+
+JoinResult join(Fiber* target, Nanos deadline, void** result) {
+  Fiber* self = current();
+  if (target == self) return JoinResult::kDeadlock;
+  {
+    SpinlockGuard hold(target->lifecycle_lock);
+    if (target->detached) return JoinResult::kDetached;
+    if (target->joiner && target->joiner != self) return JoinResult::kAlreadyJoined;
+    if (self->joiner == target) return JoinResult::kDeadlock;  // it is joining us
+    if (!target->exited.load(std::memory_order_relaxed) && deadline == kTryJoin) return JoinResult::kBusy;
+    target->joiner = self;
+  }
+  while (!target->exited.load(std::memory_order_acquire)) {
+    auto r = parking_lot::park(&target->exited, has_not_exited, target, WaitReason::kJoin, deadline);
+    if (r == parking_lot::ParkResult::kTimedOut) {
+      SpinlockGuard hold(target->lifecycle_lock);
+      if (!target->exited.load(std::memory_order_relaxed)) {
+        target->joiner = nullptr;
+        return JoinResult::kTimedOut;
+      }
+    }
+  }
+  // finish_exit() may still be waking joiners on &target->exited; the parking lot only uses the
+  // address, and the record stays mapped, so reaping now is safe.
+  if (result) *result = target->result;
+  reap(target);
+  return JoinResult::kJoined;
+}
+
+bool detach(Fiber* target) {
+  bool reap_now;
+  {
+    SpinlockGuard hold(target->lifecycle_lock);
+    if (target->detached) return false;
+    if (target->joiner) return true;
+    reap_now = target->exited.load(std::memory_order_relaxed);
+    target->detached = true;
+  }
+  if (reap_now) reap(target);
+  return true;
+}
+
+void set_name(Fiber* fiber, const char* name) {
+  strncpy(fiber->name, name, sizeof fiber->name - 1);
+  fiber->name[sizeof fiber->name - 1] = '\0';
+}
+
+Stats stats() {
+  Stats s{};
+  s.carriers = static_cast<size_t>(g_ncarriers);
+  s.live_fibers = static_cast<size_t>(g_live_fibers.load());
+  for (int i = 0; i < g_ncarriers; ++i) {
+    s.switches += g_carriers[i].switches.load(std::memory_order_relaxed);
+    s.steals += g_carriers[i].steals.load(std::memory_order_relaxed);
+    s.idle_sleeps += g_carriers[i].idle_sleeps.load(std::memory_order_relaxed);
+  }
+  return s;
+}
+
+}  // namespace vthread::sched

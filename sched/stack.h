@@ -1,0 +1,42 @@
+// Fiber stacks: anonymous MAP_NORESERVE mappings (only touched pages cost memory) with a guard
+// below. Guards are MADV_GUARD_INSTALL page-table markers where the kernel has them (Linux 6.13+):
+// they cost no VMA, so adjacent stacks merge into one mapping and a million of them stay far below
+// vm.max_map_count. Elsewhere guards are PROT_NONE pages (two VMAs per stack; ~32k stacks at the
+// default max_map_count). Default-sized stacks are pooled for reuse.
+#ifndef VTHREAD_SCHED_STACK_H_
+#define VTHREAD_SCHED_STACK_H_
+
+#include <stddef.h>
+
+namespace vthread::sched {
+
+struct Stack {
+  char* lo = nullptr;       // lowest usable byte (just above the guard)
+  char* hi = nullptr;       // one past the highest usable byte
+  size_t guard_size = 0;    // bytes of guard directly below lo (0 for user-supplied stacks)
+  bool owned = false;       // allocated here (false: the program's own memory, or the process stack)
+
+  size_t size() const { return static_cast<size_t>(hi - lo); }
+  bool contains(const void* p) const { return p >= lo && p < hi; }
+  bool in_guard(const void* p) const { return p >= lo - guard_size && p < lo; }
+};
+
+class StackAllocator {
+ public:
+  // Probes the guard mechanism and fixes the pooled size. Call once before allocate().
+  static void init(size_t default_size);
+  // Maps a stack of at least `size` usable bytes (rounded up to pages) with `guard` bytes of guard.
+  // Returns false (ENOMEM/EAGAIN situation) if the kernel refuses.
+  static bool allocate(size_t size, size_t guard, Stack* out);
+  // Releases an owned stack (back to the pool, or unmapped). No-op for stacks not owned.
+  static void release(Stack* stack);
+  // Wraps memory the program supplied (pthread_attr_setstack).
+  static Stack wrap(void* addr, size_t size);
+
+  static bool guards_are_markers();
+  static size_t page_size();
+};
+
+}  // namespace vthread::sched
+
+#endif  // VTHREAD_SCHED_STACK_H_

@@ -1,0 +1,41 @@
+// The single place where calls from the program enter the runtime. Every interposed function
+// begins with
+//
+//     ShimEntry entry("pthread_join");
+//
+// which finds the calling fiber once (nullptr: the caller is not a fiber — the runtime has not
+// started, or the thread is one glibc made behind our back) and records, for the duration of the
+// call, which interposed function the fiber is in, so that dumps and debuggers can show it.
+// Tracing, call statistics and deferred-preemption checks belong here too.
+#ifndef VTHREAD_SHIM_ENTRY_H_
+#define VTHREAD_SHIM_ENTRY_H_
+
+#include "sched/sched.h"
+
+namespace vthread::shim {
+
+class ShimEntry {
+ public:
+  explicit ShimEntry(const char* function) : fiber_(sched::current()) {
+    if (fiber_) {
+      outer_call_ = fiber_->in_call;
+      fiber_->in_call = function;
+    }
+  }
+  ~ShimEntry() {
+    if (fiber_) fiber_->in_call = outer_call_;
+  }
+  ShimEntry(const ShimEntry&) = delete;
+  ShimEntry& operator=(const ShimEntry&) = delete;
+
+  // The calling fiber, or nullptr if the caller is not one.
+  sched::Fiber* fiber() const { return fiber_; }
+
+ private:
+  sched::Fiber* fiber_;
+  const char* outer_call_ = nullptr;
+};
+
+}  // namespace vthread::shim
+
+#endif  // VTHREAD_SHIM_ENTRY_H_

@@ -1,0 +1,100 @@
+// The sleep family and yields. A fiber sleeps by parking until a deadline; only threads that are not
+// fibers (or any thread before the runtime starts) reach the real calls, which keeps a
+// single-threaded program exactly as it was.
+//
+// Sleeps on a fiber are not interrupted by signals yet (EINTR and the remaining time come with
+// per-fiber signal delivery).
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched/libc.h"
+#include "shim/entry.h"
+#include "shim/time_convert.h"
+
+namespace sched = vthread::sched;
+namespace shim = vthread::shim;
+namespace libc = vthread::libc;
+using vthread::shim::ShimEntry;
+
+namespace {
+
+// Clocks a fiber can sleep on by parking: those whose time passes at the rate of CLOCK_MONOTONIC.
+// CPU-time clocks (and the _ALARM clocks, which need privileges the kernel checks) go to the kernel.
+bool sleeps_on_monotonic(clockid_t clock) {
+  return clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC || clock == CLOCK_BOOTTIME || clock == CLOCK_TAI;
+}
+
+void sleep_for(sched::Nanos delay) { sched::sleep_until(sched::deadline_after(sched::monotonic_now(), delay)); }
+
+}  // namespace
+
+extern "C" {
+
+int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining) {
+  ShimEntry entry("clock_nanosleep");
+  if (!entry.fiber() || !sleeps_on_monotonic(clock)) {
+    if (clock == CLOCK_THREAD_CPUTIME_ID) return EINVAL;  // glibc refuses it before the kernel sees it
+    return libc::clock_nanosleep(clock, flags, request, remaining);
+  }
+  if (!shim::valid_timespec(*request)) return EINVAL;
+  if (flags & TIMER_ABSTIME) {
+    sched::sleep_until(shim::monotonic_deadline(clock, *request));
+  } else if (request->tv_sec >= 0) {
+    sleep_for(sched::timespec_to_nanos(*request));
+  }
+  return 0;
+}
+
+int nanosleep(const struct timespec* request, struct timespec* remaining) {
+  ShimEntry entry("nanosleep");
+  if (!entry.fiber()) return libc::nanosleep(request, remaining);
+  if (!shim::valid_timespec(*request) || request->tv_sec < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  sleep_for(sched::timespec_to_nanos(*request));
+  return 0;
+}
+
+unsigned int sleep(unsigned int seconds) {
+  ShimEntry entry("sleep");
+  if (!entry.fiber()) {
+    struct timespec request = {static_cast<time_t>(seconds), 0};
+    struct timespec remaining = {0, 0};
+    if (libc::nanosleep(&request, &remaining) == 0) return 0;
+    return static_cast<unsigned>(remaining.tv_sec) + (remaining.tv_nsec > 0);
+  }
+  sleep_for(sched::Nanos{seconds} * sched::kNanosPerSecond);
+  return 0;
+}
+
+int usleep(useconds_t microseconds) {
+  ShimEntry entry("usleep");
+  if (!entry.fiber()) {
+    struct timespec request = {static_cast<time_t>(microseconds / 1000000), static_cast<long>(microseconds % 1000000) * 1000};
+    return libc::nanosleep(&request, nullptr);
+  }
+  sleep_for(sched::Nanos{microseconds} * 1000);
+  return 0;
+}
+
+int sched_yield(void) {
+  ShimEntry entry("sched_yield");
+  if (!entry.fiber()) return libc::sched_yield();
+  sched::yield();
+  return 0;
+}
+
+// <pthread.h> redirects pthread_yield to sched_yield for new code; old binaries still import the
+// deprecated name, so it is defined under its own symbol.
+int vthread_pthread_yield(void) __asm__("pthread_yield");
+int vthread_pthread_yield(void) {
+  ShimEntry entry("pthread_yield");
+  if (!entry.fiber()) return libc::sched_yield();
+  sched::yield();
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,52 @@
+// What the shim keeps per thread, beyond the scheduler's fiber record: the start routine, the
+// pthread_exit landing point and thread-specific data. Reached through Fiber::user_data; threads
+// that are not fibers have one in ordinary thread-local storage.
+#ifndef VTHREAD_SHIM_THREAD_STATE_H_
+#define VTHREAD_SHIM_THREAD_STATE_H_
+
+#include <limits.h>  // PTHREAD_KEYS_MAX, PTHREAD_DESTRUCTOR_ITERATIONS
+#include <pthread.h>
+#include <setjmp.h>
+#include <unwind.h>
+
+#include "sched/sched.h"
+
+namespace vthread::shim {
+
+constexpr int kKeyBlockSize = 32;
+constexpr int kKeyBlocks = PTHREAD_KEYS_MAX / kKeyBlockSize;
+
+struct SpecificEntry {
+  uintptr_t seq;  // the key's sequence number when the value was set; stale after key_delete
+  void* value;
+};
+
+struct ThreadState {
+  void* (*start_routine)(void*);
+  void* arg;
+  void* exit_value;
+  jmp_buf exit_landing;           // pthread_exit unwinds to here
+  _Unwind_Exception exit_exception;  // the forced unwind in flight
+  void* exit_frame;               // frame address of the entry function, where unwinding stops
+  SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
+};
+
+// The calling thread's state, created on first use; nullptr only if memory ran out. Before the
+// runtime starts, the main thread's state hangs off the main fiber record so it carries over.
+ThreadState* thread_state();
+
+// pthread_t values: a fiber's is the address of its record; the main fiber's is the glibc value
+// the main thread had before the runtime started, so handles taken early stay valid.
+pthread_t handle_of(sched::Fiber* fiber);
+// The fiber a handle names, or nullptr (unknown, exited and reaped, or not a fiber).
+sched::Fiber* fiber_of(pthread_t handle);
+
+// Starts the runtime if it is not running yet. Returns false if it could not.
+bool ensure_runtime();
+
+// Runs thread-specific-data destructors (defined in keys.cc) and frees the key blocks.
+void run_key_destructors(ThreadState* state);
+
+}  // namespace vthread::shim
+
+#endif  // VTHREAD_SHIM_THREAD_STATE_H_
