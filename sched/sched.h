@@ -76,7 +76,8 @@ enum class JoinResult { kJoined, kDetached, kDeadlock, kAlreadyJoined, kTimedOut
 constexpr Nanos kTryJoin = INT64_MIN;
 
 // Waits for `target` to exit, until `deadline` (kNoDeadline: no limit; kTryJoin: kBusy at once if it
-// has not exited), and reaps it. On kJoined, *result holds its exit value.
+// has not exited), and reaps it. On kJoined, *result holds its exit value. Must be called in fiber
+// context, except with kTryJoin.
 JoinResult join(Fiber* target, Nanos deadline, void** result);
 
 // Marks `target` detached: its resources go back when it exits. Returns false if it was already

@@ -682,13 +682,14 @@ bool has_not_exited(void* fiber) { return !static_cast<Fiber*>(fiber)->exited.lo
 
 JoinResult join(Fiber* target, Nanos deadline, void** result) {
   Fiber* self = current();
-  if (target == self) return JoinResult::kDeadlock;
   {
     SpinlockGuard hold(target->lifecycle_lock);
+    // As glibc: a try-join of a running thread is EBUSY before any other check (even of itself).
+    if (deadline == kTryJoin && !target->exited.load(std::memory_order_relaxed)) return JoinResult::kBusy;
+    if (target == self) return JoinResult::kDeadlock;
     if (target->detached) return JoinResult::kDetached;
     if (target->joiner && target->joiner != self) return JoinResult::kAlreadyJoined;
-    if (self->joiner == target) return JoinResult::kDeadlock;  // it is joining us
-    if (!target->exited.load(std::memory_order_relaxed) && deadline == kTryJoin) return JoinResult::kBusy;
+    if (self && self->joiner == target) return JoinResult::kDeadlock;  // it is joining us
     target->joiner = self;
   }
   while (!target->exited.load(std::memory_order_acquire)) {

@@ -38,10 +38,10 @@ int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, 
     if (clock == CLOCK_THREAD_CPUTIME_ID) return EINVAL;  // glibc refuses it before the kernel sees it
     return libc::clock_nanosleep(clock, flags, request, remaining);
   }
-  if (!shim::valid_timespec(*request)) return EINVAL;
+  if (!shim::valid_timespec(*request) || request->tv_sec < 0) return EINVAL;
   if (flags & TIMER_ABSTIME) {
     sched::sleep_until(shim::monotonic_deadline(clock, *request));
-  } else if (request->tv_sec >= 0) {
+  } else {
     sleep_for(sched::timespec_to_nanos(*request));
   }
   return 0;

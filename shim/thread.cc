@@ -5,7 +5,6 @@
 // own implementation already gives glibc's exact validation and error codes. pthread_create reads
 // the attributes back through glibc's getters. VTHREAD_STACK_SIZE becomes glibc's default stack
 // size (pthread_setattr_default_np), so pthread_attr_getstacksize and the fibers agree on it.
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -15,7 +14,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <unwind.h>
 
 #include <atomic>
 
@@ -46,15 +44,7 @@ void name_main_fiber(Fiber* main) {
   sched::set_name(main, name);
 }
 
-[[noreturn]] void exit_process_as_last_thread() { exit(0); }
-
-void finish_thread(ThreadState* state, void* value) {
-  run_key_destructors(state);
-  Fiber* self = sched::current();
-  if (self->user_data == state) self->user_data = nullptr;
-  free(state);
-  sched::exit_current(value, [] { exit_process_as_last_thread(); });
-}
+}  // namespace
 
 void thread_entry(void* arg) {
   auto* state = static_cast<ThreadState*>(arg);
@@ -68,38 +58,7 @@ void thread_entry(void* arg) {
   finish_thread(state, value);
 }
 
-// pthread_exit unwinds the thread's stack as glibc does, so C++ destructors and cleanup handlers of
-// the frames above run; libgcc_s is loaded only when a thread first exits this way.
-struct Unwinder {
-  _Unwind_Reason_Code (*forced_unwind)(_Unwind_Exception*, _Unwind_Stop_Fn, void*);
-  _Unwind_Word (*get_cfa)(_Unwind_Context*);
-};
-
-const Unwinder* unwinder() {
-  static std::atomic<Unwinder*> loaded{nullptr};
-  static Unwinder table;
-  if (Unwinder* u = loaded.load(std::memory_order_acquire)) return u;
-  void* lib = dlopen("libgcc_s.so.1", RTLD_NOW);
-  if (!lib) return nullptr;
-  table.forced_unwind = reinterpret_cast<decltype(table.forced_unwind)>(dlsym(lib, "_Unwind_ForcedUnwind"));
-  table.get_cfa = reinterpret_cast<decltype(table.get_cfa)>(dlsym(lib, "_Unwind_GetCFA"));
-  if (!table.forced_unwind || !table.get_cfa) return nullptr;
-  loaded.store(&table, std::memory_order_release);
-  return &table;
-}
-
-_Unwind_Reason_Code exit_unwind_stop(int, _Unwind_Action actions, _Unwind_Exception_Class, _Unwind_Exception*,
-                                     _Unwind_Context* context, void* param) {
-  auto* state = static_cast<ThreadState*>(param);
-  // Stop once the next frame to unwind is thread_entry's own: everything above it has been cleaned.
-  if ((actions & _UA_END_OF_STACK) ||
-      unwinder()->get_cfa(context) >= reinterpret_cast<_Unwind_Word>(state->exit_frame)) {
-    longjmp(state->exit_landing, 1);
-  }
-  return _URC_NO_REASON;
-}
-
-void exit_unwind_cleanup(_Unwind_Reason_Code, _Unwind_Exception*) {}
+namespace {
 
 int join_error(sched::JoinResult r) {
   switch (r) {
@@ -253,34 +212,6 @@ int pthread_detach(pthread_t thread) {
   sched::Fiber* target = shim::fiber_of(thread);
   if (!target) return ESRCH;
   return sched::detach(target) ? 0 : EINVAL;
-}
-
-void pthread_exit(void* value) {
-  ShimEntry entry("pthread_exit");
-  sched::Fiber* self = entry.fiber();
-  if (!self) {
-    // The main thread before any other thread exists: make it the main fiber so that the process
-    // lives on until the last thread exits, as the program asked.
-    if (sched::started() || !shim::ensure_runtime()) {
-      static auto real_exit = reinterpret_cast<void (*)(void*)>(dlsym(RTLD_NEXT, "pthread_exit"));
-      real_exit(value);
-    }
-    self = sched::current();
-  }
-  shim::ThreadState* state = shim::thread_state();
-  const shim::Unwinder* unwinder = self->is_main ? nullptr : shim::unwinder();
-  if (unwinder && state) {
-    state->exit_value = value;
-    state->exit_exception.exception_class = 0x7674687265786974ull;  // "vthrexit"
-    state->exit_exception.exception_cleanup = shim::exit_unwind_cleanup;
-    unwinder->forced_unwind(&state->exit_exception, shim::exit_unwind_stop, state);
-  }
-  // The main fiber runs on the process stack, with glibc's start-up frames below main(); it ends
-  // without unwinding them (its stack stays mapped, as the process's).
-  if (state) {
-    shim::finish_thread(state, value);
-  }
-  sched::exit_current(value, [] { exit(0); });
 }
 
 pthread_t pthread_self(void) {

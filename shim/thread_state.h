@@ -26,8 +26,9 @@ struct ThreadState {
   void* arg;
   void* exit_value;
   jmp_buf exit_landing;           // pthread_exit unwinds to here
-  _Unwind_Exception exit_exception;  // the forced unwind in flight
-  void* exit_frame;               // frame address of the entry function, where unwinding stops
+  void* exit_frame;               // thread_entry's frame, where unwinding stops (null: main fiber)
+  _Unwind_Exception exit_exception;       // the forced unwind in flight
+  __pthread_unwind_buf_t* cleanup_chain;  // innermost C pthread_cleanup_push buffer
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
 };
 
@@ -46,6 +47,12 @@ bool ensure_runtime();
 
 // Runs thread-specific-data destructors (defined in keys.cc) and frees the key blocks.
 void run_key_destructors(ThreadState* state);
+
+// The end of every fiber's life (thread_exit.cc): key destructors, then exit with `value`.
+[[noreturn]] void finish_thread(ThreadState* state, void* value);
+
+// The start of every fiber's life (thread.cc): runs the start routine, lands pthread_exit.
+void thread_entry(void* state);
 
 }  // namespace vthread::shim
 

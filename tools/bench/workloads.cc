@@ -1,0 +1,428 @@
+// Benchmark workloads for vthread.
+//
+// This is an ORDINARY pthread program: it never links against vthread. The driver (bench.cc) runs
+// it once natively and once with LD_PRELOAD=libvthread.so, so every pthread_create / sched_yield /
+// nanosleep / usleep below is whatever the preloaded library turns it into.
+//
+// Every subcommand prints machine-readable lines on stdout:
+//     RESULT <name> <value> <unit>
+//     RESULT <name> FAIL <reason>
+// plus free-form diagnostics on stderr. Only the mechanisms the shim interposes are used while
+// threads run (pthread_create/join, sched_yield, nanosleep, usleep, atomics): no mutexes, condition
+// variables or barriers, which are not interposed yet and would block a carrier.
+//
+// Subcommands:
+//     create_join N          create+join an empty thread N times in a row      -> ns per create+join
+//     yield_pingpong N       two threads hand a turn counter back and forth,
+//                            spinning with sched_yield()                        -> ns per hand-off
+//     sleep_storm T N        T threads x N nanosleep(0), then T x N 1us sleeps -> ns per call, wall
+//     parked_rss T [POLL_US] T threads parked in a usleep(POLL_US) poll loop   -> RSS/thread, tasks
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+namespace {
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+const char* ErrName(int err) {
+  switch (err) {
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    case ENOSYS: return "ENOSYS";
+    case EDEADLK: return "EDEADLK";
+    case ESRCH: return "ESRCH";
+    default: {
+      static char buf[32];
+      snprintf(buf, sizeof buf, "errno%d", err);
+      return buf;
+    }
+  }
+}
+
+void Result(const char* name, double value, const char* unit) {
+  printf("RESULT %s %.3f %s\n", name, value, unit);
+  fflush(stdout);
+}
+
+void ResultFail(const char* name, const char* reason) {
+  printf("RESULT %s FAIL %s\n", name, reason);
+  fflush(stdout);
+}
+
+// Creates a thread; on failure prints a FAIL line for `name` and returns false (never aborts).
+bool Spawn(pthread_t* t, void* (*fn)(void*), void* arg, const char* name, long index) {
+  int rc = pthread_create(t, nullptr, fn, arg);
+  if (rc == 0) return true;
+  char reason[96];
+  snprintf(reason, sizeof reason, "pthread_create_%s_at_%ld", ErrName(rc), index);
+  ResultFail(name, reason);
+  return false;
+}
+
+long ParseCount(const char* s, const char* what) {
+  char* end = nullptr;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v <= 0) {
+    fprintf(stderr, "workloads: bad %s '%s' (want a positive integer)\n", what, s);
+    exit(2);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// create_join N
+
+void* EmptyThread(void*) { return nullptr; }
+
+int CreateJoin(long n) {
+  const char* kName = "create_join";
+  const int kReps = 5;
+  long warmup = std::min<long>(std::max<long>(n / 10, 10), 1000);
+  for (long i = 0; i < warmup; i++) {
+    pthread_t t;
+    if (!Spawn(&t, EmptyThread, nullptr, kName, i)) return 0;
+    pthread_join(t, nullptr);
+  }
+  std::vector<double> per_op;
+  for (int r = 0; r < kReps; r++) {
+    int64_t t0 = NowNs();
+    for (long i = 0; i < n; i++) {
+      pthread_t t;
+      if (!Spawn(&t, EmptyThread, nullptr, kName, i)) return 0;
+      int rc = pthread_join(t, nullptr);
+      if (rc != 0) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "pthread_join_%s", ErrName(rc));
+        ResultFail(kName, reason);
+        return 0;
+      }
+    }
+    per_op.push_back(double(NowNs() - t0) / double(n));
+  }
+  fprintf(stderr, "create_join: reps(ns/op) min=%.1f max=%.1f\n",
+          *std::min_element(per_op.begin(), per_op.end()),
+          *std::max_element(per_op.begin(), per_op.end()));
+  Result(kName, Median(per_op), "ns/op");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// yield_pingpong N
+//
+// A shared counter `turn`; player p may only advance it when turn % 2 == p, and spins with
+// sched_yield() otherwise. Each increment is one hand-off to the other player. The thread doing
+// the increment that lands on a rep boundary stamps the time, so the measurement contains neither
+// thread creation nor join.
+
+constexpr int kPingReps = 5;
+
+struct PingPong {
+  alignas(64) std::atomic<uint64_t> turn{0};
+  alignas(64) uint64_t warmup = 0;
+  uint64_t per_rep = 0;
+  std::atomic<uint64_t> total{0};
+  int64_t stamp[kPingReps + 1] = {};
+};
+
+struct Player {
+  PingPong* pp;
+  uint64_t parity;
+};
+
+void* PingPongPlayer(void* arg) {
+  Player* me = static_cast<Player*>(arg);
+  PingPong* pp = me->pp;
+  for (;;) {
+    uint64_t t = pp->turn.load(std::memory_order_acquire);
+    while (t < pp->total.load(std::memory_order_relaxed) && t % 2 != me->parity) {
+      sched_yield();
+      t = pp->turn.load(std::memory_order_acquire);
+    }
+    if (t >= pp->total.load(std::memory_order_relaxed)) return nullptr;
+    uint64_t next = t + 1;
+    if (next >= pp->warmup && (next - pp->warmup) % pp->per_rep == 0) {
+      // Boundary reached: stamp before publishing (start) or after the work is done (end);
+      // either way it is the same instant from the point of view of the hand-off sequence.
+      pp->stamp[(next - pp->warmup) / pp->per_rep] = NowNs();
+    }
+    pp->turn.store(next, std::memory_order_release);
+  }
+}
+
+int YieldPingPong(long n) {
+  const char* kName = "yield_pingpong";
+  PingPong pp;
+  pp.warmup = std::min<uint64_t>(std::max<uint64_t>(n / 10, 100), 100000);
+  pp.per_rep = uint64_t(n);
+  pp.total = pp.warmup + uint64_t(n) * kPingReps;
+  Player players[2] = {{&pp, 0}, {&pp, 1}};
+  pthread_t t[2];
+  if (!Spawn(&t[0], PingPongPlayer, &players[0], kName, 0)) return 0;
+  if (!Spawn(&t[1], PingPongPlayer, &players[1], kName, 1)) {
+    pp.total = 0;  // release player 0
+    pthread_join(t[0], nullptr);
+    return 0;
+  }
+  pthread_join(t[0], nullptr);
+  pthread_join(t[1], nullptr);
+  std::vector<double> per_handoff;
+  for (int r = 0; r < kPingReps; r++)
+    per_handoff.push_back(double(pp.stamp[r + 1] - pp.stamp[r]) / double(n));
+  fprintf(stderr, "yield_pingpong: reps(ns/handoff) min=%.1f max=%.1f\n",
+          *std::min_element(per_handoff.begin(), per_handoff.end()),
+          *std::max_element(per_handoff.begin(), per_handoff.end()));
+  Result(kName, Median(per_handoff), "ns/handoff");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sleep_storm T N
+//
+// T threads, each calling nanosleep(sleep_ns) N times. Threads are released together by a flag
+// (polled with sched_yield). Reported: mean per-call latency across threads and wall time from
+// release until the last thread finished.
+
+struct Storm {
+  std::atomic<int> go{0};
+  std::atomic<long> finished{0};
+  std::atomic<int64_t> last_end{0};
+  long calls = 0;
+  long sleep_ns = 0;
+};
+
+struct StormThread {
+  Storm* storm;
+  double ns_per_call;
+};
+
+void* StormWorker(void* arg) {
+  StormThread* me = static_cast<StormThread*>(arg);
+  Storm* s = me->storm;
+  while (!s->go.load(std::memory_order_acquire)) sched_yield();
+  struct timespec ts = {0, s->sleep_ns};
+  int64_t t0 = NowNs();
+  for (long i = 0; i < s->calls; i++) nanosleep(&ts, nullptr);
+  int64_t t1 = NowNs();
+  me->ns_per_call = double(t1 - t0) / double(s->calls);
+  int64_t prev = s->last_end.load();
+  while (prev < t1 && !s->last_end.compare_exchange_weak(prev, t1)) {
+  }
+  s->finished.fetch_add(1);
+  return nullptr;
+}
+
+// One storm; returns false (after printing FAIL lines) if threads could not be created.
+bool RunStorm(long threads, long calls, long sleep_ns, const char* name, const char* wall_name,
+              double* per_call, double* wall_ms) {
+  Storm s;
+  s.calls = calls;
+  s.sleep_ns = sleep_ns;
+  std::vector<StormThread> ctx(threads, StormThread{&s, 0});
+  std::vector<pthread_t> tids(threads);
+  long created = 0;
+  for (; created < threads; created++) {
+    if (!Spawn(&tids[created], StormWorker, &ctx[created], name, created)) break;
+  }
+  bool ok = created == threads;
+  if (!ok) {
+    ResultFail(wall_name, "pthread_create_failed");
+    s.calls = 0;
+  }
+  int64_t t0 = NowNs();
+  s.go.store(1, std::memory_order_release);
+  for (long i = 0; i < created; i++) pthread_join(tids[i], nullptr);
+  if (!ok) return false;
+  double sum = 0;
+  for (auto& c : ctx) sum += c.ns_per_call;
+  *per_call = sum / double(threads);
+  *wall_ms = double(s.last_end.load() - t0) / 1e6;
+  return true;
+}
+
+int SleepStorm(long threads, long calls) {
+  struct Variant {
+    long sleep_ns;
+    const char* name;
+    const char* wall_name;
+  } variants[] = {
+      {0, "sleep_storm_0ns", "sleep_storm_0ns_wall"},
+      {1000, "sleep_storm_1us", "sleep_storm_1us_wall"},
+  };
+  const int kReps = 3;
+  for (const Variant& v : variants) {
+    double per_call = 0, wall = 0;
+    // Warm-up: a short storm with the same thread count.
+    if (!RunStorm(threads, std::max<long>(calls / 10, 1), v.sleep_ns, v.name, v.wall_name,
+                  &per_call, &wall))
+      continue;
+    std::vector<double> per_calls, walls;
+    bool ok = true;
+    for (int r = 0; r < kReps && ok; r++) {
+      ok = RunStorm(threads, calls, v.sleep_ns, v.name, v.wall_name, &per_call, &wall);
+      per_calls.push_back(per_call);
+      walls.push_back(wall);
+    }
+    if (!ok) continue;
+    Result(v.name, Median(per_calls), "ns/call");
+    Result(v.wall_name, Median(walls), "ms");
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// parked_rss T
+//
+// T threads that each park by polling a shared flag with usleep(POLL_US). While all of them are
+// alive, read VmRSS and count kernel tasks. Reports (RSS - baseline) / T and the task count. A
+// failed pthread_create is reported as "FAIL <ERR>_at_<n>" and the threads created so far are
+// released and joined.
+//
+// POLL_US defaults to 500 ms rather than 10 ms: natively, 10,000 threads polling every 10 ms are
+// 1M wakeups/s, which saturates a 2-core machine (load average in the thousands, the main thread
+// starves and the run never finishes). The interval does not change what a parked thread costs
+// in memory; pass a smaller POLL_US explicitly to stress the timer path instead.
+
+struct Parked {
+  std::atomic<int> release{0};
+  std::atomic<long> started{0};
+  useconds_t poll_us = 500000;
+};
+
+void* ParkedWorker(void* arg) {
+  Parked* p = static_cast<Parked*>(arg);
+  p->started.fetch_add(1, std::memory_order_relaxed);
+  while (!p->release.load(std::memory_order_acquire)) usleep(p->poll_us);
+  return nullptr;
+}
+
+long ReadVmRssBytes() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long kb = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      kb = strtol(line + 6, nullptr, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
+long CountTasks() {
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return -1;
+  long n = 0;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') n++;
+  }
+  closedir(d);
+  return n;
+}
+
+int ParkedRss(long threads, long poll_us) {
+  char name[64], tasks_name[64];
+  snprintf(name, sizeof name, "parked_rss_%ld", threads);
+  snprintf(tasks_name, sizeof tasks_name, "parked_tasks_%ld", threads);
+
+  // Pre-size everything that allocates so the baseline already contains it.
+  std::vector<pthread_t> tids(threads);
+  for (auto& t : tids) t = pthread_t{};
+  Parked p;
+  p.poll_us = useconds_t(poll_us);
+  long baseline = ReadVmRssBytes();
+  long tasks_before = CountTasks();
+
+  long created = 0;
+  int err = 0;
+  int64_t t0 = NowNs();
+  for (; created < threads; created++) {
+    int rc = pthread_create(&tids[created], nullptr, ParkedWorker, &p);
+    if (rc != 0) {
+      err = rc;
+      break;
+    }
+  }
+  int64_t t1 = NowNs();
+  if (err != 0) {
+    // Release first (the system may be out of pids/maps), report afterwards.
+    p.release.store(1, std::memory_order_release);
+    char reason[64];
+    snprintf(reason, sizeof reason, "%s_at_%ld", ErrName(err), created);
+    ResultFail(name, reason);
+    ResultFail(tasks_name, reason);
+    fprintf(stderr, "parked_rss: pthread_create failed after %ld threads (%.1f ms)\n", created,
+            double(t1 - t0) / 1e6);
+  } else {
+    while (p.started.load(std::memory_order_relaxed) < created) usleep(10000);
+    usleep(30000);  // let every thread get through at least one poll/sleep
+    long rss = ReadVmRssBytes();
+    long tasks = CountTasks();
+    fprintf(stderr,
+            "parked_rss: %ld threads created in %.1f ms; VmRSS %ld -> %ld KiB; tasks %ld -> %ld\n",
+            created, double(t1 - t0) / 1e6, baseline / 1024, rss / 1024, tasks_before, tasks);
+    p.release.store(1, std::memory_order_release);
+    if (baseline < 0 || rss < 0) {
+      ResultFail(name, "no_VmRSS");
+    } else {
+      Result(name, double(rss - baseline) / double(threads), "B/thread");
+    }
+    if (tasks < 0)
+      ResultFail(tasks_name, "no_/proc/self/task");
+    else
+      Result(tasks_name, double(tasks), "tasks");
+  }
+  for (long i = 0; i < created; i++) pthread_join(tids[i], nullptr);
+  return 0;
+}
+
+int Usage() {
+  fprintf(stderr,
+          "usage: workloads create_join N\n"
+          "       workloads yield_pingpong N\n"
+          "       workloads sleep_storm T N\n"
+          "       workloads parked_rss T [POLL_US]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage();
+  const char* cmd = argv[1];
+  if (!strcmp(cmd, "create_join") && argc == 3) return CreateJoin(ParseCount(argv[2], "N"));
+  if (!strcmp(cmd, "yield_pingpong") && argc == 3) return YieldPingPong(ParseCount(argv[2], "N"));
+  if (!strcmp(cmd, "sleep_storm") && argc == 4)
+    return SleepStorm(ParseCount(argv[2], "T"), ParseCount(argv[3], "N"));
+  if (!strcmp(cmd, "parked_rss") && (argc == 3 || argc == 4))
+    return ParkedRss(ParseCount(argv[2], "T"), argc == 4 ? ParseCount(argv[3], "POLL_US") : 500000);
+  return Usage();
+}
