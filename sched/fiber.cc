@@ -25,6 +25,8 @@ const char* wait_reason_name(WaitReason reason) {
     case WaitReason::kSleep: return "sleep";
     case WaitReason::kJoin: return "pthread_join";
     case WaitReason::kOnce: return "pthread_once";
+    case WaitReason::kMutex: return "pthread_mutex_lock";
+    case WaitReason::kCondition: return "pthread_cond_wait";
     case WaitReason::kTestPark: return "test park";
   }
   return "unknown";

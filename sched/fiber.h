@@ -43,6 +43,8 @@ enum class WaitReason : uint8_t {
   kSleep,       // nanosleep / clock_nanosleep / sleep / usleep
   kJoin,        // pthread_join and its timed and try variants
   kOnce,        // pthread_once while another thread runs the initializer
+  kMutex,       // pthread_mutex_lock and its timed variants
+  kCondition,   // pthread_cond_wait and its timed variants
   kTestPark,    // unit tests of the parking primitive
 };
 const char* wait_reason_name(WaitReason reason);

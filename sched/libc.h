@@ -20,6 +20,17 @@ int pthread_once(pthread_once_t* once, void (*init)());
 int nanosleep(const struct timespec* request, struct timespec* remaining);
 int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining);
 int sched_yield();
+int pthread_mutex_lock(pthread_mutex_t* mutex);
+int pthread_mutex_trylock(pthread_mutex_t* mutex);
+int pthread_mutex_timedlock(pthread_mutex_t* mutex, const struct timespec* abstime);
+int pthread_mutex_clocklock(pthread_mutex_t* mutex, clockid_t clock, const struct timespec* abstime);
+int pthread_mutex_unlock(pthread_mutex_t* mutex);
+int pthread_mutex_destroy(pthread_mutex_t* mutex);
+int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex);
+int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex, const struct timespec* abstime);
+int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock, const struct timespec* abstime);
+int pthread_cond_signal(pthread_cond_t* cond);
+int pthread_cond_broadcast(pthread_cond_t* cond);
 
 }  // namespace vthread::libc
 

@@ -32,6 +32,7 @@ namespace {
 using sched::Fiber;
 
 pthread_t g_main_handle = 0;
+int g_main_tid = 0;
 __thread ThreadState* tls_foreign_state __attribute__((tls_model("initial-exec")));
 
 ThreadState* new_thread_state() { return static_cast<ThreadState*>(calloc(1, sizeof(ThreadState))); }
@@ -104,6 +105,7 @@ bool ensure_runtime() {
   if (sched::started()) return true;
   // The thread that starts the runtime becomes the main fiber; its glibc handle stays its pthread_t.
   g_main_handle = libc::pthread_self();
+  g_main_tid = static_cast<int>(gettid());
   Fiber* main = sched::main_fiber();
   if (main) name_main_fiber(main);
   pthread_attr_t defaults;
@@ -131,6 +133,8 @@ ThreadState* thread_state() {
   if (!tls_foreign_state) tls_foreign_state = new_thread_state();
   return tls_foreign_state;
 }
+
+int main_fiber_tid() { return g_main_tid; }
 
 pthread_t handle_of(Fiber* fiber) {
   return fiber->is_main ? g_main_handle : reinterpret_cast<pthread_t>(fiber);

@@ -45,6 +45,10 @@ sched::Fiber* fiber_of(pthread_t handle);
 // Starts the runtime if it is not running yet. Returns false if it could not.
 bool ensure_runtime();
 
+// The kernel thread id the main fiber had before the runtime started. Identities it took then
+// (mutex ownership) stay valid after it became a fiber.
+int main_fiber_tid();
+
 // Runs thread-specific-data destructors (defined in keys.cc) and frees the key blocks.
 void run_key_destructors(ThreadState* state);
 

@@ -1,0 +1,93 @@
+// pthread condition variables, on the program's own pthread_cond_t bytes (static initializer and
+// glibc's pthread_cond_init/pthread_condattr_* left to glibc). A wait remembers the condition's
+// sequence number (kept in __g_signals[0]), unlocks the mutex and parks unless the number has moved;
+// signal and broadcast move it and wake. __g_signals[1] counts waiting non-fibers. The clock a
+// condattr chose is glibc's bit in __wrefs.
+//
+// Process-shared condition variables, and waits with a mutex glibc manages (see mutex.cc), stay
+// glibc's.
+#include <errno.h>
+#include <pthread.h>
+
+#include "sched/libc.h"
+#include "shim/entry.h"
+#include "shim/sync.h"
+#include "shim/time_convert.h"
+
+namespace vthread::shim {
+namespace {
+
+constexpr unsigned kWrefsProcessShared = 1;  // glibc: __wrefs bit 0
+constexpr unsigned kWrefsMonotonic = 2;      // glibc: __wrefs bit 1
+
+int* sequence(pthread_cond_t* cond) { return reinterpret_cast<int*>(&cond->__data.__g_signals[0]); }
+unsigned* foreign_waiters(pthread_cond_t* cond) { return &cond->__data.__g_signals[1]; }
+
+bool kernel_managed(pthread_cond_t* cond, pthread_mutex_t* mutex) {
+  return (cond->__data.__wrefs & kWrefsProcessShared) || (mutex && mutex_is_kernel_managed(mutex));
+}
+
+clockid_t clock_of(pthread_cond_t* cond) {
+  return (cond->__data.__wrefs & kWrefsMonotonic) ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+}
+
+int wait(pthread_cond_t* cond, pthread_mutex_t* mutex, sched::Nanos deadline) {
+  int seen = __atomic_load_n(sequence(cond), __ATOMIC_ACQUIRE);
+  if (int err = mutex_unlock(mutex)) return err;
+  WaitResult r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
+  mutex_lock(mutex);
+  return r == WaitResult::kTimedOut ? ETIMEDOUT : 0;
+}
+
+int timed_wait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock, const struct timespec* abstime) {
+  if (!valid_timespec(*abstime)) return EINVAL;
+  return wait(cond, mutex, monotonic_deadline(clock, *abstime));
+}
+
+}  // namespace
+}  // namespace vthread::shim
+
+namespace shim = vthread::shim;
+namespace sched = vthread::sched;
+namespace libc = vthread::libc;
+using vthread::shim::ShimEntry;
+
+extern "C" {
+
+int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex) {
+  ShimEntry entry("pthread_cond_wait");
+  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_wait(cond, mutex);
+  return shim::wait(cond, mutex, sched::kNoDeadline);
+}
+
+int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex, const struct timespec* abstime) {
+  ShimEntry entry("pthread_cond_timedwait");
+  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_timedwait(cond, mutex, abstime);
+  return shim::timed_wait(cond, mutex, shim::clock_of(cond), abstime);
+}
+
+int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
+                           const struct timespec* abstime) {
+  ShimEntry entry("pthread_cond_clockwait");
+  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_clockwait(cond, mutex, clock, abstime);
+  if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+  return shim::timed_wait(cond, mutex, clock, abstime);
+}
+
+int pthread_cond_signal(pthread_cond_t* cond) {
+  ShimEntry entry("pthread_cond_signal");
+  if (shim::kernel_managed(cond, nullptr)) return libc::pthread_cond_signal(cond);
+  __atomic_fetch_add(shim::sequence(cond), 1, __ATOMIC_RELEASE);
+  shim::wake_word_one(shim::sequence(cond), shim::foreign_waiters(cond));
+  return 0;
+}
+
+int pthread_cond_broadcast(pthread_cond_t* cond) {
+  ShimEntry entry("pthread_cond_broadcast");
+  if (shim::kernel_managed(cond, nullptr)) return libc::pthread_cond_broadcast(cond);
+  __atomic_fetch_add(shim::sequence(cond), 1, __ATOMIC_RELEASE);
+  shim::wake_word_all(shim::sequence(cond), shim::foreign_waiters(cond));
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,70 @@
+#include "shim/sync.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "arch/raw_syscall.h"
+#include "sched/parking_lot.h"
+#include "shim/thread_state.h"
+
+namespace vthread::shim {
+namespace {
+
+struct WordAndValue {
+  int* word;
+  int expected;
+};
+
+bool word_still_expected(void* arg) {
+  auto* w = static_cast<WordAndValue*>(arg);
+  return __atomic_load_n(w->word, __ATOMIC_RELAXED) == w->expected;
+}
+
+}  // namespace
+
+WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
+                        sched::Nanos deadline) {
+  if (sched::current()) {
+    WordAndValue arg{word, expected};
+    auto r = sched::parking_lot::park(word, word_still_expected, &arg, reason, deadline);
+    return r == sched::parking_lot::ParkResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kWoken;
+  }
+  // Not a fiber: sleep in the kernel on the same word.
+  __atomic_fetch_add(foreign_waiters, 1, __ATOMIC_SEQ_CST);
+  struct timespec timeout;
+  const struct timespec* timeout_ptr = nullptr;
+  if (deadline != sched::kNoDeadline) {
+    sched::Nanos left = deadline - sched::monotonic_now();
+    timeout = sched::nanos_to_timespec(left > 0 ? left : 0);
+    timeout_ptr = &timeout;
+  }
+  long r = arch::raw_syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ptr);
+  __atomic_fetch_sub(foreign_waiters, 1, __ATOMIC_SEQ_CST);
+  return r == -ETIMEDOUT ? WaitResult::kTimedOut : WaitResult::kWoken;
+}
+
+bool wake_word_one(int* word, const unsigned* foreign_waiters) {
+  if (sched::parking_lot::unpark_one(word)) return true;
+  if (__atomic_load_n(foreign_waiters, __ATOMIC_SEQ_CST)) arch::raw_syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1);
+  return false;
+}
+
+void wake_word_all(int* word, const unsigned* foreign_waiters) {
+  sched::parking_lot::unpark_all(word);
+  if (__atomic_load_n(foreign_waiters, __ATOMIC_SEQ_CST)) {
+    arch::raw_syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX);
+  }
+}
+
+int owner_id() {
+  if (sched::Fiber* self = sched::current()) {
+    if (self->is_main) return main_fiber_tid();
+    return 0x20000000 | static_cast<int>(self->id & 0x0fffffff);
+  }
+  return static_cast<int>(arch::raw_syscall(SYS_gettid));
+}
+
+}  // namespace vthread::shim
