@@ -27,6 +27,11 @@ const char* wait_reason_name(WaitReason reason) {
     case WaitReason::kOnce: return "pthread_once";
     case WaitReason::kMutex: return "pthread_mutex_lock";
     case WaitReason::kCondition: return "pthread_cond_wait";
+    case WaitReason::kRwlockRead: return "pthread_rwlock_rdlock";
+    case WaitReason::kRwlockWrite: return "pthread_rwlock_wrlock";
+    case WaitReason::kBarrier: return "pthread_barrier_wait";
+    case WaitReason::kSemaphore: return "sem_wait";
+    case WaitReason::kFutex: return "futex wait";
     case WaitReason::kTestPark: return "test park";
   }
   return "unknown";

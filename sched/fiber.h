@@ -45,6 +45,11 @@ enum class WaitReason : uint8_t {
   kOnce,        // pthread_once while another thread runs the initializer
   kMutex,       // pthread_mutex_lock and its timed variants
   kCondition,   // pthread_cond_wait and its timed variants
+  kRwlockRead,  // pthread_rwlock_rdlock and its timed variants
+  kRwlockWrite, // pthread_rwlock_wrlock and its timed variants
+  kBarrier,     // pthread_barrier_wait
+  kSemaphore,   // sem_wait and its timed variants
+  kFutex,       // syscall(SYS_futex, FUTEX_WAIT...) from the program
   kTestPark,    // unit tests of the parking primitive
 };
 const char* wait_reason_name(WaitReason reason);

@@ -64,6 +64,44 @@ VTHREAD_REAL(int, pthread_cond_clockwait,
              (cond, mutex, clock, abstime))
 VTHREAD_REAL(int, pthread_cond_signal, (pthread_cond_t* cond), (cond))
 VTHREAD_REAL(int, pthread_cond_broadcast, (pthread_cond_t* cond), (cond))
+VTHREAD_REAL(int, pthread_barrier_init, (pthread_barrier_t* barrier, const pthread_barrierattr_t* attr, unsigned count),
+             (barrier, attr, count))
+VTHREAD_REAL(int, pthread_barrier_wait, (pthread_barrier_t* barrier),
+             (barrier))
+VTHREAD_REAL(int, pthread_barrier_destroy, (pthread_barrier_t* barrier),
+             (barrier))
+VTHREAD_REAL(int, pthread_rwlock_rdlock, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, pthread_rwlock_wrlock, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, pthread_rwlock_tryrdlock, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, pthread_rwlock_trywrlock, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, pthread_rwlock_timedrdlock, (pthread_rwlock_t* rwlock, const struct timespec* abstime),
+             (rwlock, abstime))
+VTHREAD_REAL(int, pthread_rwlock_timedwrlock, (pthread_rwlock_t* rwlock, const struct timespec* abstime),
+             (rwlock, abstime))
+VTHREAD_REAL(int, pthread_rwlock_clockrdlock, (pthread_rwlock_t* rwlock, clockid_t clock, const struct timespec* abstime),
+             (rwlock, clock, abstime))
+VTHREAD_REAL(int, pthread_rwlock_clockwrlock, (pthread_rwlock_t* rwlock, clockid_t clock, const struct timespec* abstime),
+             (rwlock, clock, abstime))
+VTHREAD_REAL(int, pthread_rwlock_unlock, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, pthread_rwlock_destroy, (pthread_rwlock_t* rwlock),
+             (rwlock))
+VTHREAD_REAL(int, sem_init, (sem_t* sem, int pshared, unsigned value),
+             (sem, pshared, value))
+VTHREAD_REAL(int, sem_wait, (sem_t* sem),
+             (sem))
+VTHREAD_REAL(int, sem_trywait, (sem_t* sem),
+             (sem))
+VTHREAD_REAL(int, sem_timedwait, (sem_t* sem, const struct timespec* abstime),
+             (sem, abstime))
+VTHREAD_REAL(int, sem_clockwait, (sem_t* sem, clockid_t clock, const struct timespec* abstime),
+             (sem, clock, abstime))
+VTHREAD_REAL(int, sem_post, (sem_t* sem),
+             (sem))
 
 #undef VTHREAD_REAL
 

@@ -5,6 +5,7 @@
 #define VTHREAD_SCHED_LIBC_H_
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <time.h>
 
 namespace vthread::libc {
@@ -31,6 +32,25 @@ int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex, const s
 int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock, const struct timespec* abstime);
 int pthread_cond_signal(pthread_cond_t* cond);
 int pthread_cond_broadcast(pthread_cond_t* cond);
+int pthread_barrier_init(pthread_barrier_t* barrier, const pthread_barrierattr_t* attr, unsigned count);
+int pthread_barrier_wait(pthread_barrier_t* barrier);
+int pthread_barrier_destroy(pthread_barrier_t* barrier);
+int pthread_rwlock_rdlock(pthread_rwlock_t* rwlock);
+int pthread_rwlock_wrlock(pthread_rwlock_t* rwlock);
+int pthread_rwlock_tryrdlock(pthread_rwlock_t* rwlock);
+int pthread_rwlock_trywrlock(pthread_rwlock_t* rwlock);
+int pthread_rwlock_timedrdlock(pthread_rwlock_t* rwlock, const struct timespec* abstime);
+int pthread_rwlock_timedwrlock(pthread_rwlock_t* rwlock, const struct timespec* abstime);
+int pthread_rwlock_clockrdlock(pthread_rwlock_t* rwlock, clockid_t clock, const struct timespec* abstime);
+int pthread_rwlock_clockwrlock(pthread_rwlock_t* rwlock, clockid_t clock, const struct timespec* abstime);
+int pthread_rwlock_unlock(pthread_rwlock_t* rwlock);
+int pthread_rwlock_destroy(pthread_rwlock_t* rwlock);
+int sem_init(sem_t* sem, int pshared, unsigned value);
+int sem_wait(sem_t* sem);
+int sem_trywait(sem_t* sem);
+int sem_timedwait(sem_t* sem, const struct timespec* abstime);
+int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* abstime);
+int sem_post(sem_t* sem);
 
 }  // namespace vthread::libc
 

@@ -1,0 +1,112 @@
+// Unnamed process-private semaphores on the program's own sem_t (glibc's layout: the value in the
+// low 32 bits of the first word; `private` is 0 for process-private ones and FUTEX_PRIVATE_FLAG's
+// value for shared ones, glibc's LLL_PRIVATE/LLL_SHARED). sem_getvalue and sem_destroy stay glibc's;
+// sem_init is glibc's plus clearing the padding we use. A fiber waits in the parking lot on the
+// value word.
+// Process-shared and named semaphores (sem_open) stay glibc's: other processes take part.
+#include <errno.h>
+#include <limits.h>  // SEM_VALUE_MAX
+#include <semaphore.h>
+#include <stdint.h>
+
+#include "sched/libc.h"
+#include "shim/entry.h"
+#include "shim/sync.h"
+#include "shim/time_convert.h"
+
+namespace vthread::shim {
+namespace {
+
+// glibc's struct new_sem on 64-bit targets (nptl/semaphoreP.h, sysdeps/nptl/internaltypes.h).
+struct GlibcSemaphore {
+  uint32_t value;       // low half of `data`
+  uint32_t nwaiters;    // high half of `data`: glibc's; we count nothing there
+  int shared;           // glibc's `private`: 0 when process-private
+  unsigned foreign;     // glibc's padding: threads that are not fibers sleeping in the kernel
+};
+static_assert(sizeof(GlibcSemaphore) <= sizeof(sem_t));
+
+GlibcSemaphore* state(sem_t* sem) { return reinterpret_cast<GlibcSemaphore*>(sem); }
+bool kernel_managed(sem_t* sem) { return state(sem)->shared != 0; }
+
+bool try_take(GlibcSemaphore* s) {
+  uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
+  while (v > 0) {
+    if (__atomic_compare_exchange_n(&s->value, &v, v - 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return true;
+  }
+  return false;
+}
+
+int fail(int err) {
+  errno = err;
+  return -1;
+}
+
+// Takes one unit, waiting until `deadline`. Returns 0 or -1 with errno, as sem_wait does.
+int take(sem_t* sem, sched::Nanos deadline) {
+  GlibcSemaphore* s = state(sem);
+  while (!try_take(s)) {
+    if (deadline != sched::kNoDeadline && sched::monotonic_now() >= deadline) return fail(ETIMEDOUT);
+    wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, deadline);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace vthread::shim
+
+namespace shim = vthread::shim;
+namespace sched = vthread::sched;
+namespace libc = vthread::libc;
+using vthread::shim::ShimEntry;
+
+extern "C" {
+
+int sem_init(sem_t* sem, int pshared, unsigned value) {
+  ShimEntry entry("sem_init");
+  int r = libc::sem_init(sem, pshared, value);
+  if (r == 0) shim::state(sem)->foreign = 0;
+  return r;
+}
+
+int sem_wait(sem_t* sem) {
+  ShimEntry entry("sem_wait");
+  if (shim::kernel_managed(sem)) return libc::sem_wait(sem);
+  return shim::take(sem, sched::kNoDeadline);
+}
+
+int sem_trywait(sem_t* sem) {
+  ShimEntry entry("sem_trywait");
+  if (shim::kernel_managed(sem)) return libc::sem_trywait(sem);
+  return shim::try_take(shim::state(sem)) ? 0 : shim::fail(EAGAIN);
+}
+
+int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* abstime) {
+  ShimEntry entry("sem_clockwait");
+  if (shim::kernel_managed(sem)) return libc::sem_clockwait(sem, clock, abstime);
+  // As glibc: the clock and the timeout are checked before trying to take.
+  if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return shim::fail(EINVAL);
+  if (!shim::valid_timespec(*abstime)) return shim::fail(EINVAL);
+  return shim::take(sem, shim::monotonic_deadline(clock, *abstime));
+}
+
+int sem_timedwait(sem_t* sem, const struct timespec* abstime) {
+  ShimEntry entry("sem_timedwait");
+  if (shim::kernel_managed(sem)) return libc::sem_timedwait(sem, abstime);
+  if (!shim::valid_timespec(*abstime)) return shim::fail(EINVAL);
+  return shim::take(sem, shim::monotonic_deadline(CLOCK_REALTIME, *abstime));
+}
+
+int sem_post(sem_t* sem) {
+  ShimEntry entry("sem_post");
+  if (shim::kernel_managed(sem)) return libc::sem_post(sem);
+  shim::GlibcSemaphore* s = shim::state(sem);
+  uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
+  do {
+    if (v >= SEM_VALUE_MAX) return shim::fail(EOVERFLOW);
+  } while (!__atomic_compare_exchange_n(&s->value, &v, v + 1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  shim::wake_word_one(reinterpret_cast<int*>(&s->value), &s->foreign);
+  return 0;
+}
+
+}  // extern "C"
