@@ -102,7 +102,27 @@ VTHREAD_REAL(int, sem_clockwait, (sem_t* sem, clockid_t clock, const struct time
              (sem, clock, abstime))
 VTHREAD_REAL(int, sem_post, (sem_t* sem),
              (sem))
+VTHREAD_REAL(int, pthread_getschedparam, (pthread_t thread, int* policy, struct sched_param* param),
+             (thread, policy, param))
+VTHREAD_REAL(int, pthread_setschedparam, (pthread_t thread, int policy, const struct sched_param* param),
+             (thread, policy, param))
+VTHREAD_REAL(int, pthread_setschedprio, (pthread_t thread, int priority), (thread, priority))
+VTHREAD_REAL(void, __pthread_register_cancel, (__pthread_unwind_buf_t* buf), (buf))
+VTHREAD_REAL(void, __pthread_unregister_cancel, (__pthread_unwind_buf_t* buf), (buf))
 
 #undef VTHREAD_REAL
+
+// The ones that never return.
+void pthread_exit(void* value) {
+  static std::atomic<void*> slot{nullptr};
+  reinterpret_cast<void (*)(void*)>(resolve(slot, "pthread_exit"))(value);
+  __builtin_unreachable();
+}
+
+void __pthread_unwind_next(__pthread_unwind_buf_t* buf) {
+  static std::atomic<void*> slot{nullptr};
+  reinterpret_cast<void (*)(__pthread_unwind_buf_t*)>(resolve(slot, "__pthread_unwind_next"))(buf);
+  __builtin_unreachable();
+}
 
 }  // namespace vthread::libc

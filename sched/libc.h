@@ -51,6 +51,13 @@ int sem_trywait(sem_t* sem);
 int sem_timedwait(sem_t* sem, const struct timespec* abstime);
 int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* abstime);
 int sem_post(sem_t* sem);
+int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* param);
+int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
+int pthread_setschedprio(pthread_t thread, int priority);
+[[noreturn]] void pthread_exit(void* value);
+void __pthread_register_cancel(__pthread_unwind_buf_t* buf);
+void __pthread_unregister_cancel(__pthread_unwind_buf_t* buf);
+[[noreturn]] void __pthread_unwind_next(__pthread_unwind_buf_t* buf);
 
 }  // namespace vthread::libc
 

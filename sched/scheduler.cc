@@ -157,6 +157,7 @@ std::atomic<int> g_spinning_count{0};
 // ---- run queues --------------------------------------------------------------------------------
 
 void wake_idle_carrier();
+bool any_work_queued();
 
 void enqueue(Carrier* c, Fiber* f) {
   {
@@ -306,9 +307,9 @@ void finish_exit(Fiber* f) {
   bool detached;
   {
     SpinlockGuard hold(f->lifecycle_lock);
+    detached = f->detached;  // read before publishing `exited`: a joiner may reap f right after
     f->sched_word.store(make_sched_word(seq_of(f->sched_word.load()), FiberState::kExited));
     f->exited.store(true, std::memory_order_release);
-    detached = f->detached;
   }
   // From here a joiner may reap f at any moment: only its address is used below.
   if (detached) {
@@ -388,6 +389,9 @@ void wake_idle_carrier() {
   }
   if (!idle) {
     g_spinning_count.fetch_sub(1, std::memory_order_seq_cst);
+    // Another waker may have skipped its wake because we held the spinning slot; a carrier may
+    // have gone idle since we looked. Look again rather than leave its work stranded.
+    if (g_idle_count.load(std::memory_order_seq_cst) > 0 && any_work_queued()) wake_idle_carrier();
     return;
   }
   idle->wake_word.store(1, std::memory_order_release);
@@ -590,6 +594,16 @@ bool start(const Config& config) {
   g_live_fibers.store(1);
   g_started.store(true, std::memory_order_release);
 
+  if (g_ncarriers == 1) {
+    // glibc and libstdc++ switch to their multi-threaded paths (locked stdio and malloc, atomic
+    // reference counts, __libc_single_threaded cleared) only when a real thread is created. With a
+    // single carrier none is, so create and join one that does nothing.
+    pthread_t thread;
+    if (libc::pthread_create(&thread, nullptr, [](void*) -> void* { return nullptr; }, nullptr) != 0 ||
+        libc::pthread_join(thread, nullptr) != 0) {
+      die("cannot create a thread to put glibc in multi-threaded mode");
+    }
+  }
   for (int i = 1; i < g_ncarriers; ++i) {
     pthread_t thread;
     if (libc::pthread_create(&thread, nullptr, carrier_thread_main, &g_carriers[i]) != 0) {
@@ -702,8 +716,9 @@ JoinResult join(Fiber* target, Nanos deadline, void** result) {
       }
     }
   }
-  // finish_exit() may still be waking joiners on &target->exited; the parking lot only uses the
-  // address, and the record stays mapped, so reaping now is safe.
+  // Wait for finish_exit() to leave its critical section (it published `exited` inside it); after
+  // that it only uses &target->exited as a parking-lot address, so reaping now is safe.
+  { SpinlockGuard hold(target->lifecycle_lock); }
   if (result) *result = target->result;
   reap(target);
   return JoinResult::kJoined;

@@ -2,14 +2,18 @@
 // glibc's pthread_cond_init/pthread_condattr_* left to glibc). A wait remembers the condition's
 // sequence number (kept in __g_signals[0]), unlocks the mutex and parks unless the number has moved;
 // signal and broadcast move it and wake. __g_signals[1] counts waiting non-fibers. The clock a
-// condattr chose is glibc's bit in __wrefs.
+// condattr chose is glibc's bit in __wrefs. Waiters record their mutex in __g1_start, so that a
+// broadcast wakes one waiter and moves the others onto the mutex's queue: they are woken one at a
+// time as the mutex is released, instead of all at once to fight over it.
 //
 // Process-shared condition variables, and waits with a mutex glibc manages (see mutex.cc), stay
 // glibc's.
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 
 #include "sched/libc.h"
+#include "sched/parking_lot.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
 #include "shim/time_convert.h"
@@ -22,6 +26,21 @@ constexpr unsigned kWrefsMonotonic = 2;      // glibc: __wrefs bit 1
 
 int* sequence(pthread_cond_t* cond) { return reinterpret_cast<int*>(&cond->__data.__g_signals[0]); }
 unsigned* foreign_waiters(pthread_cond_t* cond) { return &cond->__data.__g_signals[1]; }
+pthread_mutex_t** waiters_mutex(pthread_cond_t* cond) {
+  static_assert(sizeof cond->__data.__g1_start >= sizeof(pthread_mutex_t*));
+  return reinterpret_cast<pthread_mutex_t**>(&cond->__data.__g1_start);
+}
+
+// Requeue precondition, run with both wait queues locked: the mutex is held, and is now marked as
+// having waiters so its unlock wakes the ones we move. An unlocked mutex would never wake them.
+bool mark_mutex_contended(void* mutex) {
+  int* word = &static_cast<pthread_mutex_t*>(mutex)->__data.__lock;
+  int v = __atomic_load_n(word, __ATOMIC_RELAXED);
+  while (v != 0) {
+    if (v == 2 || __atomic_compare_exchange_n(word, &v, 2, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return true;
+  }
+  return false;
+}
 
 bool kernel_managed(pthread_cond_t* cond, pthread_mutex_t* mutex) {
   return (cond->__data.__wrefs & kWrefsProcessShared) || (mutex && mutex_is_kernel_managed(mutex));
@@ -33,9 +52,10 @@ clockid_t clock_of(pthread_cond_t* cond) {
 
 int wait(pthread_cond_t* cond, pthread_mutex_t* mutex, sched::Nanos deadline) {
   int seen = __atomic_load_n(sequence(cond), __ATOMIC_ACQUIRE);
+  __atomic_store_n(waiters_mutex(cond), mutex, __ATOMIC_RELAXED);
   if (int err = mutex_unlock(mutex)) return err;
   WaitResult r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
-  mutex_lock(mutex);
+  mutex_relock_after_wait(mutex);
   return r == WaitResult::kTimedOut ? ETIMEDOUT : 0;
 }
 
@@ -86,6 +106,13 @@ int pthread_cond_broadcast(pthread_cond_t* cond) {
   ShimEntry entry("pthread_cond_broadcast");
   if (shim::kernel_managed(cond, nullptr)) return libc::pthread_cond_broadcast(cond);
   __atomic_fetch_add(shim::sequence(cond), 1, __ATOMIC_RELEASE);
+  pthread_mutex_t* mutex = __atomic_load_n(shim::waiters_mutex(cond), __ATOMIC_RELAXED);
+  if (mutex && !shim::mutex_is_kernel_managed(mutex) &&
+      sched::parking_lot::requeue(shim::sequence(cond), &mutex->__data.__lock, 1, SIZE_MAX,
+                                  shim::mark_mutex_contended, mutex) != SIZE_MAX) {
+    shim::wake_word_all(shim::sequence(cond), shim::foreign_waiters(cond));  // only non-fibers are left
+    return 0;
+  }
   shim::wake_word_all(shim::sequence(cond), shim::foreign_waiters(cond));
   return 0;
 }

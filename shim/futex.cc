@@ -141,6 +141,12 @@ bool requeue_precondition(void* call) {
 
 // Emulates `c` for a fiber. Returns false if the operation must go to the kernel.
 bool emulate(const FutexCall& c, long* result) {
+  bool wake_family = c.command() == FUTEX_WAKE || c.command() == FUTEX_WAKE_BITSET || c.command() == FUTEX_REQUEUE ||
+                     c.command() == FUTEX_CMP_REQUEUE || c.command() == FUTEX_WAKE_OP;
+  if ((c.op & FUTEX_CLOCK_REALTIME) && wake_family) {
+    *result = -ENOSYS;  // as the kernel: the clock flag only means something to the waits
+    return true;
+  }
   switch (c.command()) {
     case FUTEX_WAIT:
       *result = emulated_wait(c, FUTEX_BITSET_MATCH_ANY, false);

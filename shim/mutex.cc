@@ -36,10 +36,15 @@ constexpr sched::Nanos kTryOnly = INT64_MIN;
 bool still_contended(void* word) { return __atomic_load_n(static_cast<int*>(word), __ATOMIC_RELAXED) == 2; }
 
 // Takes the lock word, waiting until `deadline` (kTryOnly: not at all). Returns 0, EBUSY, ETIMEDOUT.
-int acquire(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec* abstime_to_validate) {
+// `contended`: take it in state 2 even if it is free, because other waiters may be queued on it
+// without having marked it (condition-variable waiters a broadcast moved onto the mutex).
+int acquire(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec* abstime_to_validate,
+            bool contended = false) {
   int* word = &mutex->__data.__lock;
   int expected = 0;
-  if (__atomic_compare_exchange_n(word, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 0;
+  if (!contended && __atomic_compare_exchange_n(word, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    return 0;
+  }
   if (deadline == kTryOnly) return EBUSY;
   // As glibc, a bad timeout is reported only when the call would have to wait.
   if (abstime_to_validate && !valid_timespec(*abstime_to_validate)) return EINVAL;
@@ -82,6 +87,12 @@ int lock(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec* a
 bool mutex_is_kernel_managed(const pthread_mutex_t* mutex) { return mutex->__data.__kind & kKindKernelManaged; }
 
 int mutex_lock(pthread_mutex_t* mutex) { return lock(mutex, sched::kNoDeadline, nullptr); }
+
+void mutex_relock_after_wait(pthread_mutex_t* mutex) {
+  acquire(mutex, sched::kNoDeadline, nullptr, /*contended=*/true);
+  mutex->__data.__owner = owner_id();
+  mutex->__data.__count = 1;
+}
 
 int mutex_unlock(pthread_mutex_t* mutex) {
   int type = mutex->__data.__kind & kKindTypeMask;

@@ -98,7 +98,8 @@ int read_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
   int self = owner_id();
   Guard guard(s);
   for (;;) {
-    if (s->writer == self) return EDEADLK;
+    // As glibc: the try forms just fail (EBUSY) where the blocking ones would deadlock.
+    if (s->writer == self) return deadline == kTryOnly ? EBUSY : EDEADLK;
     if (!s->writer && !(writers_first(s) && s->writers_waiting > 0)) {
       if (s->readers == UINT_MAX) return EAGAIN;
       ++s->readers;
@@ -121,7 +122,7 @@ int write_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
   int self = owner_id();
   Guard guard(s);
   for (;;) {
-    if (s->writer == self) return EDEADLK;
+    if (s->writer == self) return deadline == kTryOnly ? EBUSY : EDEADLK;
     if (!s->writer && s->readers == 0) {
       s->writer = self;
       return 0;

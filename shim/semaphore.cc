@@ -1,14 +1,23 @@
-// Unnamed process-private semaphores on the program's own sem_t (glibc's layout: the value in the
-// low 32 bits of the first word; `private` is 0 for process-private ones and FUTEX_PRIVATE_FLAG's
-// value for shared ones, glibc's LLL_PRIVATE/LLL_SHARED). sem_getvalue and sem_destroy stay glibc's;
-// sem_init is glibc's plus clearing the padding we use. A fiber waits in the parking lot on the
-// value word.
-// Process-shared and named semaphores (sem_open) stay glibc's: other processes take part.
+// POSIX semaphores on the program's own sem_t, in glibc's layout: the value in the low 32 bits of
+// the first word, the number of threads sleeping in the kernel in the high 32 bits, and `private`,
+// which is 0 for process-private semaphores and non-zero for process-shared and named ones.
+// sem_getvalue, sem_destroy and the named-semaphore calls stay glibc's; sem_init is glibc's plus
+// clearing the padding we use.
+//
+// A fiber waits in the parking lot on the value word. For a shared semaphore a post may come from
+// another process, which only wakes the kernel's sleepers: a fiber waiting on one re-checks the
+// value every kSharedRecheck, and our posts also wake the kernel's sleepers as glibc's do. Threads
+// that are not fibers use glibc's own calls on shared semaphores.
 #include <errno.h>
 #include <limits.h>  // SEM_VALUE_MAX
+#include <linux/futex.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 
+#include <algorithm>
+
+#include "arch/raw_syscall.h"
 #include "sched/libc.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
@@ -20,14 +29,19 @@ namespace {
 // glibc's struct new_sem on 64-bit targets (nptl/semaphoreP.h, sysdeps/nptl/internaltypes.h).
 struct GlibcSemaphore {
   uint32_t value;       // low half of `data`
-  uint32_t nwaiters;    // high half of `data`: glibc's; we count nothing there
+  uint32_t nwaiters;    // high half of `data`: threads in glibc's sem_wait, asleep in the kernel
   int shared;           // glibc's `private`: 0 when process-private
   unsigned foreign;     // glibc's padding: threads that are not fibers sleeping in the kernel
 };
 static_assert(sizeof(GlibcSemaphore) <= sizeof(sem_t));
 
+constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
+
 GlibcSemaphore* state(sem_t* sem) { return reinterpret_cast<GlibcSemaphore*>(sem); }
-bool kernel_managed(sem_t* sem) { return state(sem)->shared != 0; }
+bool is_shared(sem_t* sem) { return state(sem)->shared != 0; }
+// Whether glibc handles this wait: a shared semaphore and a thread that is not a fiber. (Posts are
+// always ours: they wake fibers and the kernel's sleepers alike.)
+bool left_to_glibc(sem_t* sem) { return is_shared(sem) && !sched::current(); }
 
 bool try_take(GlibcSemaphore* s) {
   uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
@@ -46,8 +60,10 @@ int fail(int err) {
 int take(sem_t* sem, sched::Nanos deadline) {
   GlibcSemaphore* s = state(sem);
   while (!try_take(s)) {
-    if (deadline != sched::kNoDeadline && sched::monotonic_now() >= deadline) return fail(ETIMEDOUT);
-    wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, deadline);
+    sched::Nanos now = sched::monotonic_now();
+    if (deadline != sched::kNoDeadline && now >= deadline) return fail(ETIMEDOUT);
+    sched::Nanos until = is_shared(sem) ? std::min(deadline, sched::deadline_after(now, kSharedRecheck)) : deadline;
+    wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, until);
   }
   return 0;
 }
@@ -71,19 +87,19 @@ int sem_init(sem_t* sem, int pshared, unsigned value) {
 
 int sem_wait(sem_t* sem) {
   ShimEntry entry("sem_wait");
-  if (shim::kernel_managed(sem)) return libc::sem_wait(sem);
+  if (shim::left_to_glibc(sem)) return libc::sem_wait(sem);
   return shim::take(sem, sched::kNoDeadline);
 }
 
 int sem_trywait(sem_t* sem) {
   ShimEntry entry("sem_trywait");
-  if (shim::kernel_managed(sem)) return libc::sem_trywait(sem);
+  if (shim::left_to_glibc(sem)) return libc::sem_trywait(sem);
   return shim::try_take(shim::state(sem)) ? 0 : shim::fail(EAGAIN);
 }
 
 int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* abstime) {
   ShimEntry entry("sem_clockwait");
-  if (shim::kernel_managed(sem)) return libc::sem_clockwait(sem, clock, abstime);
+  if (shim::left_to_glibc(sem)) return libc::sem_clockwait(sem, clock, abstime);
   // As glibc: the clock and the timeout are checked before trying to take.
   if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return shim::fail(EINVAL);
   if (!shim::valid_timespec(*abstime)) return shim::fail(EINVAL);
@@ -92,20 +108,22 @@ int sem_clockwait(sem_t* sem, clockid_t clock, const struct timespec* abstime) {
 
 int sem_timedwait(sem_t* sem, const struct timespec* abstime) {
   ShimEntry entry("sem_timedwait");
-  if (shim::kernel_managed(sem)) return libc::sem_timedwait(sem, abstime);
+  if (shim::left_to_glibc(sem)) return libc::sem_timedwait(sem, abstime);
   if (!shim::valid_timespec(*abstime)) return shim::fail(EINVAL);
   return shim::take(sem, shim::monotonic_deadline(CLOCK_REALTIME, *abstime));
 }
 
 int sem_post(sem_t* sem) {
   ShimEntry entry("sem_post");
-  if (shim::kernel_managed(sem)) return libc::sem_post(sem);
   shim::GlibcSemaphore* s = shim::state(sem);
   uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
   do {
     if (v >= SEM_VALUE_MAX) return shim::fail(EOVERFLOW);
   } while (!__atomic_compare_exchange_n(&s->value, &v, v + 1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
   shim::wake_word_one(reinterpret_cast<int*>(&s->value), &s->foreign);
+  if (shim::is_shared(sem) && __atomic_load_n(&s->nwaiters, __ATOMIC_SEQ_CST) > 0) {
+    vthread::arch::raw_syscall(SYS_futex, &s->value, FUTEX_WAKE, 1);  // as glibc's sem_post
+  }
   return 0;
 }
 

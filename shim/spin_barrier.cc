@@ -3,7 +3,7 @@
 //
 // A spinlock spins briefly, then yields the fiber between attempts: spinning a carrier forever
 // against a holder that is not running (parked, or queued behind the spinner on the same carrier)
-// would never end.
+// would never end. glibc's x86 encoding: 1 is free, 0 (or less) is held.
 //
 // Barriers keep glibc's fields (in, current_round, count, shared) and park on current_round.
 #include <errno.h>
@@ -63,9 +63,9 @@ int pthread_barrier_init(pthread_barrier_t* barrier, const pthread_barrierattr_t
 int pthread_spin_lock(pthread_spinlock_t* lock) {
   ShimEntry entry("pthread_spin_lock");
   for (int spins = 0;; ++spins) {
-    int expected = 0;
-    if (__atomic_load_n(lock, __ATOMIC_RELAXED) == 0 &&
-        __atomic_compare_exchange_n(lock, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    int expected = 1;
+    if (__atomic_load_n(lock, __ATOMIC_RELAXED) == 1 &&
+        __atomic_compare_exchange_n(lock, &expected, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
       return 0;
     }
     if (spins < shim::kSpinsBeforeYield) {

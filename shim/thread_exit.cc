@@ -11,10 +11,13 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unwind.h>
 
 #include <atomic>
 
+#include "arch/raw_syscall.h"
+#include "sched/libc.h"
 #include "shim/entry.h"
 #include "shim/thread_state.h"
 
@@ -50,7 +53,9 @@ __pthread_unwind_buf_t*& outer_buffer(__pthread_unwind_buf_t* buf) {
   // a jmp_buf, and glibc's longjmp restores it.
   if (target) longjmp(reinterpret_cast<struct __jmp_buf_tag*>(target->__cancel_jmp_buf), 1);
   if (state->exit_frame) longjmp(state->exit_landing, 1);
-  finish_thread(state, state->exit_value);  // the main fiber: no landing of ours below main()
+  // The main fiber has no landing of ours: its stack was unwound to the end (main's destructors
+  // ran), and it ends here, on top of the unwinder's frames, which are never returned to.
+  finish_thread(state, state->exit_value);
 }
 
 _Unwind_Reason_Code stop_at_landing(int, _Unwind_Action actions, _Unwind_Exception_Class, _Unwind_Exception*,
@@ -64,23 +69,23 @@ _Unwind_Reason_Code stop_at_landing(int, _Unwind_Action actions, _Unwind_Excepti
   return _URC_NO_REASON;
 }
 
-void discard_exception(_Unwind_Reason_Code, _Unwind_Exception*) {}
+// Called if the unwind is caught and not rethrown (a catch (...) without throw;): glibc aborts.
+[[noreturn]] void discard_exception(_Unwind_Reason_Code, _Unwind_Exception*) {
+  static const char message[] = "vthread: pthread_exit's unwinding was caught and not rethrown\n";
+  vthread::arch::raw_syscall(SYS_write, 2, message, sizeof message - 1);
+  abort();
+}
 
 // Unwinds to the innermost cleanup buffer, or to the thread's landing.
 [[noreturn]] void unwind(ThreadState* state) {
   const Unwinder* u = unwinder();
-  if (u && (state->cleanup_chain || state->exit_frame)) {
+  if (u) {
     state->exit_exception = _Unwind_Exception{};
     state->exit_exception.exception_class = 0x7674687265786974ull;  // "vthrexit"
     state->exit_exception.exception_cleanup = discard_exception;
     u->forced_unwind(&state->exit_exception, stop_at_landing, state);
   }
   land(state);  // no unwinder, or no unwind information: skip straight to the landing
-}
-
-template <typename Fn>
-Fn real(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
 }
 
 }  // namespace
@@ -108,8 +113,7 @@ void pthread_exit(void* value) {
     // The main thread before any other thread exists becomes the main fiber, so that the process
     // lives on until the last thread exits, as the program asked; other non-fibers are glibc's.
     if (sched::started() || !shim::ensure_runtime()) {
-      static auto real_exit = shim::real<void (*)(void*)>("pthread_exit");
-      real_exit(value);
+      vthread::libc::pthread_exit(value);
     }
   }
   shim::ThreadState* state = shim::thread_state();
@@ -120,8 +124,7 @@ void pthread_exit(void* value) {
 
 void __pthread_register_cancel(__pthread_unwind_buf_t* buf) {
   if (!sched::current()) {
-    static auto real_register = shim::real<void (*)(__pthread_unwind_buf_t*)>("__pthread_register_cancel");
-    return real_register(buf);
+    return vthread::libc::__pthread_register_cancel(buf);
   }
   shim::ThreadState* state = shim::thread_state();
   shim::outer_buffer(buf) = state->cleanup_chain;
@@ -132,8 +135,7 @@ void __pthread_unregister_cancel(__pthread_unwind_buf_t* buf) {
   shim::ThreadState* state = sched::current() ? shim::thread_state() : nullptr;
   if (!state || state->cleanup_chain != buf) {
     // Registered with glibc (by a non-fiber, or before the runtime started): glibc pops it.
-    static auto real_unregister = shim::real<void (*)(__pthread_unwind_buf_t*)>("__pthread_unregister_cancel");
-    return real_unregister(buf);
+    return vthread::libc::__pthread_unregister_cancel(buf);
   }
   state->cleanup_chain = shim::outer_buffer(buf);
 }
@@ -141,9 +143,7 @@ void __pthread_unregister_cancel(__pthread_unwind_buf_t* buf) {
 void __pthread_unwind_next(__pthread_unwind_buf_t* buf) {
   shim::ThreadState* state = sched::current() ? shim::thread_state() : nullptr;
   if (!state) {
-    static auto real_next = shim::real<void (*)(__pthread_unwind_buf_t*)>("__pthread_unwind_next");
-    real_next(buf);
-    abort();
+    vthread::libc::__pthread_unwind_next(buf);
   }
   // buf's handler has run; carry on to the next buffer out.
   state->cleanup_chain = shim::outer_buffer(buf);

@@ -30,6 +30,8 @@ struct ThreadState {
   _Unwind_Exception exit_exception;       // the forced unwind in flight
   __pthread_unwind_buf_t* cleanup_chain;  // innermost C pthread_cleanup_push buffer
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
+  int sched_policy;               // pthread_setschedparam's values (SCHED_OTHER = 0 by default)
+  int sched_priority;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the

@@ -378,6 +378,7 @@ struct Job {
   std::vector<std::string> args;   // workload arguments
   bool want_vthread1 = false;      // also run with VTHREAD_CARRIERS=1
   bool skip_native = false;        // e.g. native 100k parked threads in --quick mode
+  double timeout_cap = 0;          // >0: per-child timeout for this job unless --timeout was given
   std::string skip_native_reason;
   RunResult res[3];
 };
@@ -472,7 +473,8 @@ std::string FormatValue(double v, const std::string& unit, std::string* shown_un
   double ax = x < 0 ? -x : x;
   if (ax >= 1000) return Fmt("%.0f", x);
   if (ax >= 100) return Fmt("%.1f", x);
-  return Fmt("%.2f", x);
+  if (ax >= 1 || ax == 0) return Fmt("%.2f", x);
+  return Fmt("%.3f", x);  // e.g. us/hop
 }
 
 Cell MakeCell(const RunResult& r, const std::string& metric) {
@@ -511,9 +513,13 @@ void Usage(FILE* f) {
           "  --carriers N      VTHREAD_CARRIERS for the vthread runs (default: unset = library default)\n"
           "  --quick           small iteration counts; skips the native 100k-thread run\n"
           "  --only NAME...    only jobs whose name starts with NAME: create_join yield_pingpong\n"
-          "                    sleep_storm parked_rss_10000 parked_rss_100000 (e.g. --only yield parked)\n"
+          "                    mutex_uncontended mutex_handoff cond_pingpong threadring\n"
+          "                    contended_counter sem_pingpong sleep_storm parked_rss_10000\n"
+          "                    parked_rss_100000 (e.g. --only yield mutex parked)\n"
           "  --repeat K        run every child K times (interleaved), report medians (default 1)\n"
-          "  --timeout SEC     per-child timeout (default 120)\n"
+          "  --timeout SEC     per-child timeout (default 120; the sync jobs mutex_* cond_pingpong\n"
+          "                    threadring contended_counter sem_pingpong get 15 s with --quick, 60 s\n"
+          "                    without, unless --timeout is given)\n"
           "  --workloads PATH  workloads binary (default: next to this binary, or in its runfiles)\n");
 }
 
@@ -524,6 +530,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   int repeat = 1;
   double timeout_sec = 120;
+  bool timeout_given = false;
   std::vector<std::string> only;
 
   for (int i = 1; i < argc; i++) {
@@ -547,6 +554,7 @@ int main(int argc, char** argv) {
       carriers = a.substr(11);
     } else if (a == "--timeout") {
       timeout_sec = atof(need("seconds").c_str());
+      timeout_given = true;
     } else if (a == "--repeat") {
       repeat = atoi(need("a count").c_str());
       if (repeat < 1 || repeat > 100) {
@@ -620,6 +628,18 @@ int main(int argc, char** argv) {
   const char* yp_n = quick ? "100000" : "1000000";
   const char* ss_t = quick ? "16" : "64";
   const char* ss_n = quick ? "200" : "2000";
+  // Sync workloads. Native costs here (2 cores): mutex pair ~13 ns, mutex hand-off ~7.5 us,
+  // cond/sem round trip ~12-16 us, thread-ring hop ~5.5 us, contended increment ~30 ns.
+  const char* mu_n = quick ? "2000000" : "10000000";
+  const char* mh_n = quick ? "20000" : "100000";
+  const char* cp_n = quick ? "10000" : "50000";
+  const char* tr_n = quick ? "100000" : "1000000";
+  const char* cc_t = "64";
+  const char* cc_n = quick ? "20000" : "100000";
+  const char* sp_n = quick ? "10000" : "50000";
+  // A sync primitive the library does not interpose (yet) blocks a carrier and may hang the
+  // child: cap these jobs' timeout well below the default so that a hang costs little.
+  const double sync_cap = quick ? 15 : 60;
 
   std::vector<std::unique_ptr<Job>> jobs;
   auto add_job = [&](const std::string& key, std::vector<std::string> args) -> Job* {
@@ -631,6 +651,15 @@ int main(int argc, char** argv) {
   Job* cj = add_job("create_join", {"create_join", cj_n});
   Job* yp = add_job("yield_pingpong", {"yield_pingpong", yp_n});
   yp->want_vthread1 = true;
+  Job* mu = add_job("mutex_uncontended", {"mutex_uncontended", mu_n});
+  Job* mh = add_job("mutex_handoff", {"mutex_handoff", mh_n});
+  Job* cp = add_job("cond_pingpong", {"cond_pingpong", cp_n});
+  cp->want_vthread1 = true;
+  Job* tr = add_job("threadring", {"threadring", tr_n});
+  tr->want_vthread1 = true;
+  Job* cc = add_job("contended_counter", {"contended_counter", cc_t, cc_n});
+  Job* sp = add_job("sem_pingpong", {"sem_pingpong", sp_n});
+  for (Job* j : {mu, mh, cp, tr, cc, sp}) j->timeout_cap = sync_cap;
   Job* ss = add_job("sleep_storm", {"sleep_storm", ss_t, ss_n});
   Job* p10k = add_job("parked_rss_10000", {"parked_rss", "10000"});
   Job* p100k = add_job("parked_rss_100000", {"parked_rss", "100000"});
@@ -644,6 +673,14 @@ int main(int argc, char** argv) {
   rows.push_back({"create+join (ns/op)", cj, "create_join", kVthread, kRatioAtLeast, 50, ">=50x faster"});
   rows.push_back({"yield switch, 1 carrier (ns)", yp, "yield_pingpong", kVthread1, kVthreadBelow, 40, "<40 ns"});
   rows.push_back({"yield switch, " + carriers_desc + " (ns)", yp, "yield_pingpong", kVthread});
+  rows.push_back({"mutex lock+unlock, uncontended (ns)", mu, "mutex_uncontended", kVthread});
+  rows.push_back({"mutex baton hand-off, 2 threads (ns)", mh, "mutex_handoff", kVthread});
+  rows.push_back({"cond ping-pong, 1 carrier (ns/round trip)", cp, "cond_pingpong", kVthread1, kVthreadBelow, 300, "<300 ns, 30x"});
+  rows.push_back({"cond ping-pong, " + carriers_desc + " (ns/round trip)", cp, "cond_pingpong", kVthread, kVthreadBelow, 300, "<300 ns, 30x"});
+  rows.push_back({Fmt("threadring 503 thr, N=%s, 1 carrier (us/hop)", tr_n), tr, "threadring", kVthread1, kVthreadBelow, 0.3, "<0.3 us/hop"});
+  rows.push_back({"threadring, " + carriers_desc + " (us/hop)", tr, "threadring", kVthread, kVthreadBelow, 0.3, "<0.3 us/hop"});
+  rows.push_back({Fmt("contended counter %sx%s (ns/incr)", cc_t, cc_n), cc, "contended_counter", kVthread});
+  rows.push_back({"sem ping-pong, 2 threads (ns/round trip)", sp, "sem_pingpong", kVthread});
   rows.push_back({Fmt("sleep_storm %sx%s nanosleep(0) (ns/call)", ss_t, ss_n), ss, "sleep_storm_0ns", kVthread});
   rows.push_back({"  same, wall (ms)", ss, "sleep_storm_0ns_wall", kVthread});
   rows.push_back({Fmt("sleep_storm %sx%s 1us sleep (ns/call)", ss_t, ss_n), ss, "sleep_storm_1us", kVthread});
@@ -713,7 +750,9 @@ int main(int argc, char** argv) {
           } else {
             env = {{"LD_PRELOAD", true, lib}, {"VTHREAD_CARRIERS", !carriers.empty(), carriers}};
           }
-          r = RunChild(argv_child, env, timeout_sec);
+          double t = timeout_sec;
+          if (!timeout_given && j->timeout_cap > 0) t = std::min(t, j->timeout_cap);
+          r = RunChild(argv_child, env, t);
           if (r.fail.empty()) {
             fprintf(stderr, "ok   %6.1fs\n", r.seconds);
           } else {
@@ -734,10 +773,12 @@ int main(int argc, char** argv) {
   printf("\nvthread benchmark (%s mode)\n", quick ? "quick" : "full");
   printf("  lib:       %s%s%s\n", lib.c_str(), lib_note.c_str(), lib_ok ? "" : "  [NOT FOUND]");
   printf("  workloads: %s\n", workloads.c_str());
-  printf("  vthread:   LD_PRELOAD=<lib>, VTHREAD_CARRIERS=%s (yield is also run with 1)\n",
+  printf("  vthread:   LD_PRELOAD=<lib>, VTHREAD_CARRIERS=%s\n"
+         "             (yield, cond_pingpong and threadring also run with VTHREAD_CARRIERS=1)\n",
          carriers.empty() ? "<unset: library default>" : carriers.c_str());
-  printf("  host:      %ld cpus, %s %s, glibc %s, per-child timeout %.0fs\n", cpus, un.sysname,
-         un.release, gnu_get_libc_version(), timeout_sec);
+  printf("  host:      %ld cpus, %s %s, glibc %s, per-child timeout %.0fs%s\n", cpus, un.sysname,
+         un.release, gnu_get_libc_version(), timeout_sec,
+         timeout_given ? "" : Fmt(" (sync jobs %.0fs)", std::min(timeout_sec, sync_cap)).c_str());
   printf("  ratio = native / vthread; every metric is lower-is-better, so ratio > 1 means vthread\n"
          "  is faster (or smaller); FAIL cells carry the reason.\n\n");
 
