@@ -24,6 +24,7 @@
 #include "arch/raw_syscall.h"
 #include "sched/parking_lot.h"
 #include "shim/entry.h"
+#include "shim/sync.h"
 #include "shim/time_convert.h"
 
 namespace vthread::shim {
@@ -32,8 +33,6 @@ namespace {
 namespace parking_lot = sched::parking_lot;
 
 std::atomic<int> g_kernel_waiters{0};
-
-constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
 
 struct FutexCall {
   int* uaddr;

@@ -31,8 +31,6 @@ constexpr int kKindTypeMask = 3;               // PTHREAD_MUTEX_KIND_MASK_NP
 constexpr int kKindKernelManaged = 16 | 32 | 64 | 128;  // ROBUST, PRIO_INHERIT, PRIO_PROTECT, PSHARED
 constexpr int kAdaptiveSpins = 100;
 
-constexpr sched::Nanos kTryOnly = INT64_MIN;
-
 bool still_contended(void* word) { return __atomic_load_n(static_cast<int*>(word), __ATOMIC_RELAXED) == 2; }
 
 // Takes the lock word, waiting until `deadline` (kTryOnly: not at all). Returns 0, EBUSY, ETIMEDOUT.

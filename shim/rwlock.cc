@@ -40,8 +40,6 @@ static_assert(offsetof(RwlockState, writer) == offsetof(pthread_rwlock_t, __data
 static_assert(offsetof(RwlockState, shared) == offsetof(pthread_rwlock_t, __data.__shared));
 static_assert(offsetof(RwlockState, flags) == offsetof(pthread_rwlock_t, __data.__flags));
 
-constexpr sched::Nanos kTryOnly = INT64_MIN;
-
 RwlockState* state(pthread_rwlock_t* rwlock) { return reinterpret_cast<RwlockState*>(rwlock); }
 
 class Guard {

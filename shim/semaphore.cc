@@ -35,8 +35,6 @@ struct GlibcSemaphore {
 };
 static_assert(sizeof(GlibcSemaphore) <= sizeof(sem_t));
 
-constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
-
 GlibcSemaphore* state(sem_t* sem) { return reinterpret_cast<GlibcSemaphore*>(sem); }
 bool is_shared(sem_t* sem) { return state(sem)->shared != 0; }
 // Whether glibc handles this wait: a shared semaphore and a thread that is not a fiber. (Posts are

@@ -10,6 +10,13 @@
 
 namespace vthread::shim {
 
+// A deadline meaning "do not wait at all" (the try-lock forms).
+constexpr sched::Nanos kTryOnly = INT64_MIN;
+
+// How often a fiber waiting on a word that another process may change (a shared futex or
+// semaphore) re-checks it: such wakes only reach the kernel's sleepers.
+constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
+
 // What a wait on a word ended with.
 enum class WaitResult { kWoken, kTimedOut };
 

@@ -184,6 +184,58 @@ TEST_F(SchedulerTest, TimeoutsRacingWakeupsLoseNothing) {
   EXPECT_EQ(static_cast<size_t>(unparked.load()), woken);
 }
 
+TEST_F(SchedulerTest, RequeueMovesWaitersWhoThenWakeOrTimeOutFromTheirNewAddress) {
+  static int from = 0, to = 0;
+  constexpr int kWaiters = 6;
+  std::atomic<int> parked{0}, unparked{0}, timed_out{0};
+  auto waiter = [&]() -> void* {
+    parked++;
+    // Two of them give up after a while: a timeout must find the node in its new bucket.
+    Nanos deadline = current()->id % 3 == 0 ? monotonic_now() + 30000000 : kNoDeadline;
+    auto r = parking_lot::park(&from, nullptr, nullptr, WaitReason::kTestPark, deadline);
+    (r == parking_lot::ParkResult::kUnparked ? unparked : timed_out)++;
+    return nullptr;
+  };
+  std::vector<Fiber*> fibers;
+  for (int i = 0; i < kWaiters; ++i) fibers.push_back(go(&waiter));
+  for (Fiber* f : fibers) {
+    while (state_of(f->sched_word.load()) != FiberState::kParked) yield();
+  }
+  auto refuse = [](void*) { return false; };
+  EXPECT_EQ(parking_lot::requeue(&from, &to, 1, SIZE_MAX, refuse, nullptr), SIZE_MAX);
+  EXPECT_EQ(parking_lot::requeue(&from, &to, 1, SIZE_MAX), static_cast<size_t>(kWaiters));
+  EXPECT_EQ(parking_lot::unpark_all(&from), 0u);  // nobody is left on the old address
+  sleep_until(monotonic_now() + 60000000);       // let the timed ones expire in their new bucket
+  size_t woken_late = parking_lot::unpark_all(&to);
+  for (Fiber* f : fibers) join_value(f);
+  EXPECT_EQ(unparked.load() + timed_out.load(), kWaiters);
+  EXPECT_EQ(static_cast<size_t>(unparked.load()), 1 + woken_late);
+  EXPECT_EQ(parking_lot::unpark_all(&to), 0u);
+}
+
+TEST_F(SchedulerTest, UnparkFiltersOnTags) {
+  static int word = 0;
+  std::atomic<int> woken_mask{0};
+  std::vector<std::function<void*()>> bodies;
+  std::vector<Fiber*> fibers;
+  for (uint32_t tag : {1u, 2u, 4u}) {
+    bodies.push_back([&, tag]() -> void* {
+      parking_lot::park(&word, nullptr, nullptr, WaitReason::kTestPark, kNoDeadline, tag);
+      woken_mask |= static_cast<int>(tag);
+      return nullptr;
+    });
+  }
+  for (auto& body : bodies) fibers.push_back(go(&body));
+  for (Fiber* f : fibers) {
+    while (state_of(f->sched_word.load()) != FiberState::kParked) yield();
+  }
+  EXPECT_EQ(parking_lot::unpark(&word, SIZE_MAX, 2u | 4u), 2u);
+  while (woken_mask.load() != 6) yield();
+  EXPECT_EQ(parking_lot::unpark(&word, SIZE_MAX, 1u), 1u);
+  for (Fiber* f : fibers) join_value(f);
+  EXPECT_EQ(woken_mask.load(), 7);
+}
+
 TEST_F(SchedulerTest, IdleCarrierStealsWork) {
   uint64_t steals_before = stats().steals;
   std::atomic<int> on_other{0};
