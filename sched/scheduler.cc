@@ -51,7 +51,9 @@
 // Thread-local state
 //   Until per-fiber TLS lands, fibers share their carrier's TLS. The runtime reads its own
 //   per-carrier slot through the thread pointer on every access (never a cached address), and saves
-//   and restores errno across each switch, so a fiber that migrates keeps its errno.
+//   and restores errno across each switch, so a fiber that migrates keeps its errno value. Code
+//   that cached &errno before a switch (GCC does: __errno_location is const) still writes the old
+//   carrier's slot; only per-fiber TLS fixes that.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,51 +65,13 @@
 #include <new>
 
 #include "arch/raw_syscall.h"
+#include "sched/carrier.h"
 #include "sched/futex.h"
 #include "sched/libc.h"
-#include "sched/parking_lot.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
 
 namespace vthread::sched {
-
-// What finish_switch() does with the fiber that switched out.
-enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit };
-
-struct alignas(64) Carrier {
-  int index = 0;
-  pid_t tid = 0;
-
-  Spinlock queue_lock;
-  RunQueue queue;
-  std::atomic<size_t> queued{0};            // queue.size(), readable without the lock
-
-  Spinlock timer_lock;
-  TimerHeap timers;
-  std::atomic<Nanos> earliest_timer{kNoDeadline};
-
-  arch::Context loop_context;               // the carrier context
-  Stack loop_stack;                         // carrier 0 only; the others use their kernel stack
-  Fiber* current = nullptr;
-  // A fiber woken here by this carrier is left to it until then (see steal()).
-  std::atomic<Nanos> fresh_until{0};
-
-  // The pending finish_switch() work for the fiber that just switched out.
-  Fiber* prev = nullptr;
-  PostSwitch prev_action = PostSwitch::kNothing;
-  void (*commit)(void*) = nullptr;
-  void* commit_arg = nullptr;
-
-  std::atomic<uint32_t> wake_word{0};       // futex an idle carrier sleeps on
-  bool in_idle_list = false;                // guarded by g_idle_lock
-  bool spinning = false;                    // owner only: woken to look for work
-  Carrier* idle_next = nullptr;
-  uint64_t steal_seed = 0;
-
-  std::atomic<uint64_t> switches{0};
-  std::atomic<uint64_t> steals{0};
-  std::atomic<uint64_t> idle_sleeps{0};
-};
 
 namespace {
 
@@ -148,21 +112,24 @@ __attribute__((constructor)) void compute_tls_offsets() {
   g_errno_offset = reinterpret_cast<char*>(&errno) - thread_pointer();
 }
 
-Config g_config;
-Carrier* g_carriers = nullptr;
-int g_ncarriers = 0;
 std::atomic<bool> g_started{false};
 Spinlock g_start_lock;
 Fiber* g_main_fiber = nullptr;
 bool g_main_fiber_reaped = false;
-std::atomic<int64_t> g_live_fibers{0};
 
 Spinlock g_idle_lock;
 Carrier* g_idle_list = nullptr;
 std::atomic<int> g_idle_count{0};
 std::atomic<int> g_spinning_count{0};
 
-[[noreturn]] void die(const char* what) {
+}  // namespace
+
+Config g_config;
+std::atomic<int64_t> g_live_fibers{0};
+Carrier* g_carriers = nullptr;
+int g_ncarriers = 0;
+
+void die(const char* what) {
   char line[256];
   int n = snprintf(line, sizeof line, "vthread: fatal: %s\n", what);
   arch::raw_syscall(SYS_write, 2, line, n);
@@ -171,10 +138,7 @@ std::atomic<int> g_spinning_count{0};
 
 // ---- run queues --------------------------------------------------------------------------------
 
-void wake_idle_carrier();
-bool any_work_queued();
-
-void enqueue(Carrier* c, Fiber* f) {
+static void enqueue(Carrier* c, Fiber* f) {
   {
     SpinlockGuard hold(c->queue_lock);
     c->queue.push_back(f);
@@ -185,7 +149,7 @@ void enqueue(Carrier* c, Fiber* f) {
   if (g_idle_count.load(std::memory_order_relaxed) > 0) wake_idle_carrier();
 }
 
-Fiber* dequeue(Carrier* c) {
+static Fiber* dequeue(Carrier* c) {
   if (c->queued.load(std::memory_order_relaxed) == 0) return nullptr;
   SpinlockGuard hold(c->queue_lock);
   Fiber* f = c->queue.pop_highest();
@@ -217,80 +181,6 @@ bool wake(ParkTicket ticket, WakeReason why) {
   return true;
 }
 
-// ---- timers ------------------------------------------------------------------------------------
-
-void publish_earliest(Carrier* c) {
-  c->earliest_timer.store(c->timers.earliest(), std::memory_order_release);
-}
-
-void arm_timer(Fiber* self, uint32_t seq, Nanos deadline) {
-  Carrier* c = self->carrier;
-  Nanos before;
-  {
-    SpinlockGuard hold(c->timer_lock);
-    if (!c->timers.reserve_one()) die("out of memory for a timer");
-    before = c->timers.earliest();
-    self->timer.deadline = deadline;
-    self->timer.fiber = self;
-    self->timer.seq = seq;
-    self->timer_carrier = c;
-    c->timers.push(&self->timer);
-    publish_earliest(c);
-  }
-  // Idle carriers sleep until the earliest deadline they saw; if ours is earlier and this carrier
-  // has other work that may keep it busy, have an idle carrier look again.
-  if (deadline < before && c->queued.load(std::memory_order_relaxed) > 0 &&
-      g_idle_count.load(std::memory_order_relaxed) > 0) {
-    wake_idle_carrier();
-  }
-}
-
-void disarm_timer(Fiber* self) {
-  Carrier* c = self->timer_carrier;
-  SpinlockGuard hold(c->timer_lock);
-  if (self->timer.heap == &c->timers) {
-    c->timers.remove(&self->timer);
-    publish_earliest(c);
-  }
-}
-
-// Fires the due timers of `c`. Returns how many parks it ended.
-size_t fire_due_timers(Carrier* c, Nanos now) {
-  size_t fired = 0;
-  for (;;) {
-    constexpr size_t kBatch = 32;
-    ParkTicket due[kBatch];
-    size_t n = 0;
-    {
-      SpinlockGuard hold(c->timer_lock);
-      while (n < kBatch && c->timers.top() && c->timers.top()->deadline <= now) {
-        TimerNode* node = c->timers.pop();
-        // Copy out: once the lock is dropped the node belongs to its fiber again.
-        due[n++] = ParkTicket{node->fiber, node->seq};
-      }
-      publish_earliest(c);
-    }
-    for (size_t i = 0; i < n; ++i) fired += wake(due[i], WakeReason::kTimeout);
-    if (n < kBatch) return fired;
-  }
-}
-
-bool timers_due(Carrier* c, Nanos* now) {
-  Nanos earliest = c->earliest_timer.load(std::memory_order_acquire);
-  if (earliest == kNoDeadline) return false;
-  *now = monotonic_now();
-  return earliest <= *now;
-}
-
-Nanos earliest_timer_anywhere() {
-  Nanos earliest = kNoDeadline;
-  for (int i = 0; i < g_ncarriers; ++i) {
-    Nanos e = g_carriers[i].earliest_timer.load(std::memory_order_acquire);
-    if (e < earliest) earliest = e;
-  }
-  return earliest;
-}
-
 // ---- switching ---------------------------------------------------------------------------------
 
 // The next fiber of this carrier's own queue, after firing its due timers.
@@ -300,7 +190,7 @@ Fiber* pick_local(Carrier* c) {
   return dequeue(c);
 }
 
-void dispatch(Carrier* c, Fiber* next) {
+static void dispatch(Carrier* c, Fiber* next) {
   while (next->on_cpu.load(std::memory_order_acquire)) cpu_relax();
   next->on_cpu.store(true, std::memory_order_relaxed);
   next->carrier = c;
@@ -321,24 +211,7 @@ void reap(Fiber* f) {
   FiberTable::release(f);
 }
 
-// The fiber switched out for good. Runs after its context is saved; it may be reaped at once.
-void finish_exit(Fiber* f) {
-  bool detached;
-  {
-    SpinlockGuard hold(f->lifecycle_lock);
-    detached = f->detached;  // read before publishing `exited`: a joiner may reap f right after
-    f->sched_word.store(make_sched_word(seq_of(f->sched_word.load()), FiberState::kExited));
-    f->exited.store(true, std::memory_order_release);
-  }
-  // From here a joiner may reap f at any moment: only its address is used below.
-  if (detached) {
-    reap(f);
-  } else {
-    parking_lot::unpark_all(&f->exited);
-  }
-}
-
-void finish_switch(Carrier* c) {
+static void finish_switch(Carrier* c) {
   Fiber* prev = c->prev;
   if (!prev) return;
   c->prev = nullptr;
@@ -417,6 +290,8 @@ void wake_idle_carrier() {
   futex_wake(&idle->wake_word, 1);
 }
 
+bool any_carrier_idle() { return g_idle_count.load(std::memory_order_relaxed) > 0; }
+
 bool any_work_queued() {
   for (int i = 0; i < g_ncarriers; ++i) {
     if (g_carriers[i].queued.load(std::memory_order_relaxed) > 0) return true;
@@ -425,7 +300,7 @@ bool any_work_queued() {
 }
 
 // The carrier stops spinning; if it was the last spinner and work remains, another one looks.
-void stop_spinning(Carrier* c) {
+static void stop_spinning(Carrier* c) {
   if (!c->spinning) return;
   c->spinning = false;
   if (g_spinning_count.fetch_sub(1, std::memory_order_seq_cst) == 1 && any_work_queued()) {
@@ -433,7 +308,7 @@ void stop_spinning(Carrier* c) {
   }
 }
 
-Fiber* steal(Carrier* thief) {
+static Fiber* steal(Carrier* thief) {
   if (g_ncarriers < 2) return nullptr;
   thief->steal_seed = thief->steal_seed * 6364136223846793005ull + 1442695040888963407ull;
   int start = static_cast<int>((thief->steal_seed >> 33) % g_ncarriers);
@@ -465,19 +340,7 @@ Fiber* steal(Carrier* thief) {
   return nullptr;
 }
 
-// Fires any carrier's due timers (for carriers busy in a long-running fiber).
-bool fire_all_due_timers() {
-  Nanos now = monotonic_now();
-  size_t fired = 0;
-  for (int i = 0; i < g_ncarriers; ++i) {
-    if (g_carriers[i].earliest_timer.load(std::memory_order_acquire) <= now) {
-      fired += fire_due_timers(&g_carriers[i], now);
-    }
-  }
-  return fired > 0;
-}
-
-void leave_idle_list(Carrier* c) {
+static void leave_idle_list(Carrier* c) {
   SpinlockGuard hold(g_idle_lock);
   if (!c->in_idle_list) return;
   for (Carrier** link = &g_idle_list; *link; link = &(*link)->idle_next) {
@@ -490,7 +353,7 @@ void leave_idle_list(Carrier* c) {
   g_idle_count.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void idle_sleep(Carrier* c) {
+static void idle_sleep(Carrier* c) {
   c->wake_word.store(0, std::memory_order_relaxed);
   {
     SpinlockGuard hold(g_idle_lock);
@@ -510,7 +373,7 @@ void idle_sleep(Carrier* c) {
   leave_idle_list(c);
 }
 
-Fiber* find_work(Carrier* c) {
+static Fiber* find_work(Carrier* c) {
   Fiber* f = pick_local(c);
   if (!f) f = steal(c);
   if (!f && fire_all_due_timers()) f = pick_local(c);
@@ -518,7 +381,7 @@ Fiber* find_work(Carrier* c) {
 }
 
 // Polls for work for kSpinBeforeSleep as the one spinning carrier (no-op if another is spinning).
-Fiber* spin_for_work(Carrier* c) {
+static Fiber* spin_for_work(Carrier* c) {
   if (!c->spinning) {
     int expected = 0;
     if (!g_spinning_count.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return nullptr;
@@ -534,7 +397,7 @@ Fiber* spin_for_work(Carrier* c) {
   }
 }
 
-Fiber* find_runnable(Carrier* c) {
+static Fiber* find_runnable(Carrier* c) {
   for (;;) {
     Fiber* f = find_work(c);
     if (!f) f = spin_for_work(c);
@@ -544,7 +407,7 @@ Fiber* find_runnable(Carrier* c) {
   }
 }
 
-[[noreturn]] void carrier_loop(Carrier* c) {
+[[noreturn]] static void carrier_loop(Carrier* c) {
   for (;;) {
     finish_switch(c);
     Fiber* next = find_runnable(c);
@@ -553,9 +416,9 @@ Fiber* find_runnable(Carrier* c) {
   }
 }
 
-void carrier0_loop_entry(void* carrier) { carrier_loop(static_cast<Carrier*>(carrier)); }
+static void carrier0_loop_entry(void* carrier) { carrier_loop(static_cast<Carrier*>(carrier)); }
 
-void* carrier_thread_main(void* carrier) {
+static void* carrier_thread_main(void* carrier) {
   auto* c = static_cast<Carrier*>(carrier);
   c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
   carrier_local()->carrier = c;
@@ -572,7 +435,7 @@ void fiber_main(void* fiber) {
   die("a fiber's entry function returned instead of calling exit_current()");
 }
 
-Fiber* allocate_main_fiber() {
+static Fiber* allocate_main_fiber() {
   if (!FiberTable::init()) return nullptr;
   Fiber* f = FiberTable::allocate();
   if (!f) return nullptr;
@@ -580,8 +443,6 @@ Fiber* allocate_main_fiber() {
   f->created_at = monotonic_now();
   return f;
 }
-
-}  // namespace
 
 // ---- public interface --------------------------------------------------------------------------
 
@@ -662,39 +523,6 @@ bool start(const Config& config) {
   return true;
 }
 
-int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, void* user_data, Fiber** out) {
-  Fiber* f = FiberTable::allocate();
-  if (!f) return EAGAIN;
-  if (attributes.stack_addr) {
-    f->stack = StackAllocator::wrap(attributes.stack_addr, attributes.stack_size);
-  } else {
-    size_t size = attributes.stack_size ? attributes.stack_size : g_config.default_stack_size;
-    size_t guard = attributes.guard_size == SIZE_MAX ? g_config.default_guard_size : attributes.guard_size;
-    if (!StackAllocator::allocate(size, guard, &f->stack)) {
-      FiberTable::release(f);
-      return EAGAIN;
-    }
-  }
-  if (!arch::context_prepare(&f->context, f->stack.lo, f->stack.hi, fiber_main, f)) {
-    reap(f);
-    return EAGAIN;
-  }
-  Fiber* creator = current();
-  const char* name = attributes.name ? attributes.name : (creator ? creator->name : nullptr);
-  if (name) set_name(f, name);
-  f->entry = entry;
-  f->entry_arg = arg;
-  f->user_data = user_data;
-  f->priority = static_cast<uint8_t>(attributes.priority);
-  f->detached = attributes.detached;
-  f->created_at = monotonic_now();
-  f->carrier = creator ? creator->carrier : &g_carriers[0];
-  g_live_fibers.fetch_add(1, std::memory_order_relaxed);
-  *out = f;
-  make_runnable(f);
-  return 0;
-}
-
 void yield() {
   Fiber* self = current();
   Fiber* next = pick_local(self->carrier);
@@ -725,66 +553,6 @@ bool unpark(ParkTicket ticket) { return wake(ticket, WakeReason::kUnparked); }
 
 void sleep_until(Nanos deadline) {
   while (monotonic_now() < deadline) park(WaitReason::kSleep, deadline, nullptr, nullptr);
-}
-
-void exit_current(void* result, void (*if_last)()) {
-  Fiber* self = current();
-  if (g_live_fibers.fetch_sub(1, std::memory_order_acq_rel) == 1 && if_last) if_last();
-  self->result = result;
-  switch_out(self, pick_local(self->carrier), PostSwitch::kExit, nullptr, nullptr);
-  die("an exited fiber was resumed");
-}
-
-namespace {
-bool has_not_exited(void* fiber) { return !static_cast<Fiber*>(fiber)->exited.load(std::memory_order_acquire); }
-}  // namespace
-
-JoinResult join(Fiber* target, Nanos deadline, void** result) {
-  Fiber* self = current();
-  {
-    SpinlockGuard hold(target->lifecycle_lock);
-    // As glibc: a try-join of a running thread is EBUSY before any other check (even of itself).
-    if (deadline == kTryJoin && !target->exited.load(std::memory_order_relaxed)) return JoinResult::kBusy;
-    if (target == self) return JoinResult::kDeadlock;
-    if (target->detached) return JoinResult::kDetached;
-    if (target->joiner && target->joiner != self) return JoinResult::kAlreadyJoined;
-    if (self && self->joiner == target) return JoinResult::kDeadlock;  // it is joining us
-    target->joiner = self;
-  }
-  while (!target->exited.load(std::memory_order_acquire)) {
-    auto r = parking_lot::park(&target->exited, has_not_exited, target, WaitReason::kJoin, deadline);
-    if (r == parking_lot::ParkResult::kTimedOut) {
-      SpinlockGuard hold(target->lifecycle_lock);
-      if (!target->exited.load(std::memory_order_relaxed)) {
-        target->joiner = nullptr;
-        return JoinResult::kTimedOut;
-      }
-    }
-  }
-  // Wait for finish_exit() to leave its critical section (it published `exited` inside it); after
-  // that it only uses &target->exited as a parking-lot address, so reaping now is safe.
-  { SpinlockGuard hold(target->lifecycle_lock); }
-  if (result) *result = target->result;
-  reap(target);
-  return JoinResult::kJoined;
-}
-
-bool detach(Fiber* target) {
-  bool reap_now;
-  {
-    SpinlockGuard hold(target->lifecycle_lock);
-    if (target->detached) return false;
-    if (target->joiner) return true;
-    reap_now = target->exited.load(std::memory_order_relaxed);
-    target->detached = true;
-  }
-  if (reap_now) reap(target);
-  return true;
-}
-
-void set_name(Fiber* fiber, const char* name) {
-  strncpy(fiber->name, name, sizeof fiber->name - 1);
-  fiber->name[sizeof fiber->name - 1] = '\0';
 }
 
 Stats stats() {

@@ -1,0 +1,99 @@
+// Internal to sched/: the carrier record and the functions the scheduler's files share
+// (scheduler.cc: switching, idling, stealing, start-up; timers.cc: deadlines; lifecycle.cc: spawn,
+// exit, join, detach). Nothing outside sched/ includes this.
+#ifndef VTHREAD_SCHED_CARRIER_H_
+#define VTHREAD_SCHED_CARRIER_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+
+#include "arch/context.h"
+#include "sched/fiber.h"
+#include "sched/run_queue.h"
+#include "sched/sched.h"
+#include "sched/spinlock.h"
+#include "sched/stack.h"
+#include "sched/timer_heap.h"
+
+namespace vthread::sched {
+
+// What finish_switch() does with the fiber that switched out.
+enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit };
+
+struct alignas(64) Carrier {
+  int index = 0;
+  pid_t tid = 0;
+
+  Spinlock queue_lock;
+  RunQueue queue;
+  std::atomic<size_t> queued{0};            // queue.size(), readable without the lock
+
+  Spinlock timer_lock;
+  TimerHeap timers;
+  std::atomic<Nanos> earliest_timer{kNoDeadline};
+
+  arch::Context loop_context;               // the carrier context
+  Stack loop_stack;                         // carrier 0 only; the others use their kernel stack
+  Fiber* current = nullptr;
+  // A fiber woken here by this carrier is left to it until then (see steal()).
+  std::atomic<Nanos> fresh_until{0};
+
+  // The pending finish_switch() work for the fiber that just switched out.
+  Fiber* prev = nullptr;
+  PostSwitch prev_action = PostSwitch::kNothing;
+  void (*commit)(void*) = nullptr;
+  void* commit_arg = nullptr;
+
+  std::atomic<uint32_t> wake_word{0};       // futex an idle carrier sleeps on
+  bool in_idle_list = false;                // guarded by g_idle_lock
+  bool spinning = false;                    // owner only: woken to look for work
+  Carrier* idle_next = nullptr;
+  uint64_t steal_seed = 0;
+
+  std::atomic<uint64_t> switches{0};
+  std::atomic<uint64_t> steals{0};
+  std::atomic<uint64_t> idle_sleeps{0};
+};
+
+extern Config g_config;
+extern Carrier* g_carriers;
+extern int g_ncarriers;
+extern std::atomic<int64_t> g_live_fibers;  // fibers created and not yet exited, main included
+
+// Prints "vthread: fatal: <what>" and aborts.
+[[noreturn]] void die(const char* what);
+
+// scheduler.cc
+// Makes a fiber whose park ended runnable, on the queue of the carrier we run on.
+void make_runnable(Fiber* fiber);
+// Ends the park of `ticket` with `why` if it is still in progress.
+bool wake(ParkTicket ticket, WakeReason why);
+// The next fiber of this carrier's own queue, after firing its due timers.
+Fiber* pick_local(Carrier* c);
+// Switches from `self` to `next` (null: the carrier context); does `action` to self once saved.
+void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void*), void* arg);
+void wake_idle_carrier();
+bool any_work_queued();
+bool any_carrier_idle();
+// Every new fiber starts here (spawn() prepares its context with it).
+void fiber_main(void* fiber);
+// Returns a finished fiber's stack, context and record.
+void reap(Fiber* fiber);
+
+// timers.cc
+void arm_timer(Fiber* self, uint32_t seq, Nanos deadline);
+void disarm_timer(Fiber* self);
+size_t fire_due_timers(Carrier* c, Nanos now);
+bool timers_due(Carrier* c, Nanos* now);
+Nanos earliest_timer_anywhere();
+// Fires any carrier's due timers (for carriers busy in a long-running fiber).
+bool fire_all_due_timers();
+
+// lifecycle.cc
+// Publishes that `fiber` switched out for good; runs in finish_switch().
+void finish_exit(Fiber* fiber);
+
+}  // namespace vthread::sched
+
+#endif  // VTHREAD_SCHED_CARRIER_H_
