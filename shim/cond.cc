@@ -107,12 +107,11 @@ int pthread_cond_broadcast(pthread_cond_t* cond) {
   if (shim::kernel_managed(cond, nullptr)) return libc::pthread_cond_broadcast(cond);
   __atomic_fetch_add(shim::sequence(cond), 1, __ATOMIC_RELEASE);
   pthread_mutex_t* mutex = __atomic_load_n(shim::waiters_mutex(cond), __ATOMIC_RELAXED);
-  if (mutex && !shim::mutex_is_kernel_managed(mutex) &&
-      sched::parking_lot::requeue(shim::sequence(cond), &mutex->__data.__lock, 1, SIZE_MAX,
-                                  shim::mark_mutex_contended, mutex) != SIZE_MAX) {
-    shim::wake_word_all(shim::sequence(cond), shim::foreign_waiters(cond));  // only non-fibers are left
-    return 0;
+  if (mutex && !shim::mutex_is_kernel_managed(mutex)) {
+    sched::parking_lot::requeue(shim::sequence(cond), &mutex->__data.__lock, 1, SIZE_MAX,
+                                shim::mark_mutex_contended, mutex);
   }
+  // Whoever is left: non-fibers, or every fiber if the mutex was free and nothing was moved.
   shim::wake_word_all(shim::sequence(cond), shim::foreign_waiters(cond));
   return 0;
 }

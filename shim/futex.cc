@@ -47,16 +47,6 @@ struct FutexCall {
   long val2() const { return static_cast<long>(reinterpret_cast<uintptr_t>(timeout)); }
 };
 
-struct WordAndValue {
-  int* word;
-  int expected;
-};
-
-bool word_still_expected(void* arg) {
-  auto* w = static_cast<WordAndValue*>(arg);
-  return __atomic_load_n(w->word, __ATOMIC_SEQ_CST) == w->expected;
-}
-
 // Wakes kernel waiters the parking lot did not cover: in-process ones if any may exist, and, for a
 // shared futex, waiters in other processes.
 long kernel_wake(const FutexCall& c, int* uaddr, long count) {
@@ -85,11 +75,12 @@ long emulated_wait(const FutexCall& c, uint32_t bitset, bool absolute) {
   if (!c.is_private()) {
     park_until = std::min(deadline, sched::deadline_after(sched::monotonic_now(), kSharedRecheck));
   }
-  WordAndValue arg{c.uaddr, c.val};
-  switch (parking_lot::park(c.uaddr, word_still_expected, &arg, sched::WaitReason::kFutex, park_until, bitset)) {
-    case parking_lot::ParkResult::kUnparked: return 0;
-    case parking_lot::ParkResult::kTimedOut: return park_until < deadline ? 0 : -ETIMEDOUT;
-    case parking_lot::ParkResult::kInvalid: return -EAGAIN;
+  // Only fibers get here, so there is no kernel sleeper to count.
+  unsigned no_foreign_waiters = 0;
+  switch (wait_on_word(c.uaddr, c.val, &no_foreign_waiters, sched::WaitReason::kFutex, park_until, bitset)) {
+    case WaitResult::kWoken: return 0;
+    case WaitResult::kTimedOut: return park_until < deadline ? 0 : -ETIMEDOUT;
+    case WaitResult::kValueChanged: return -EAGAIN;
   }
   return 0;
 }

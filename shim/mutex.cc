@@ -11,14 +11,9 @@
 // carrier hand-off lands.
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include "arch/raw_syscall.h"
 #include "sched/libc.h"
-#include "sched/parking_lot.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
 #include "shim/time_convert.h"
@@ -30,8 +25,6 @@ namespace {
 constexpr int kKindTypeMask = 3;               // PTHREAD_MUTEX_KIND_MASK_NP
 constexpr int kKindKernelManaged = 16 | 32 | 64 | 128;  // ROBUST, PRIO_INHERIT, PRIO_PROTECT, PSHARED
 constexpr int kAdaptiveSpins = 100;
-
-bool still_contended(void* word) { return __atomic_load_n(static_cast<int*>(word), __ATOMIC_RELAXED) == 2; }
 
 // Takes the lock word, waiting until `deadline` (kTryOnly: not at all). Returns 0, EBUSY, ETIMEDOUT.
 // `contended`: take it in state 2 even if it is free, because other waiters may be queued on it

@@ -12,7 +12,6 @@
 #include <stddef.h>
 
 #include "sched/libc.h"
-#include "sched/spinlock.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
 #include "shim/time_convert.h"
@@ -41,26 +40,6 @@ static_assert(offsetof(RwlockState, shared) == offsetof(pthread_rwlock_t, __data
 static_assert(offsetof(RwlockState, flags) == offsetof(pthread_rwlock_t, __data.__flags));
 
 RwlockState* state(pthread_rwlock_t* rwlock) { return reinterpret_cast<RwlockState*>(rwlock); }
-
-class Guard {
- public:
-  explicit Guard(RwlockState* s) : word_(&s->guard) { lock(); }
-  ~Guard() {
-    if (held_) unlock();
-  }
-  void lock() {
-    while (__atomic_exchange_n(word_, 1, __ATOMIC_ACQUIRE)) sched::cpu_relax();
-    held_ = true;
-  }
-  void unlock() {
-    held_ = false;
-    __atomic_store_n(word_, 0, __ATOMIC_RELEASE);
-  }
-
- private:
-  unsigned* word_;
-  bool held_ = false;
-};
 
 bool writers_first(const RwlockState* s) { return s->flags == PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP; }
 
@@ -94,7 +73,7 @@ void wake_released(RwlockState* s, Release r) {
 int read_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
   RwlockState* s = state(rwlock);
   int self = owner_id();
-  Guard guard(s);
+  WordGuard guard(&s->guard);
   for (;;) {
     // As glibc: the try forms just fail (EBUSY) where the blocking ones would deadlock.
     if (s->writer == self) return deadline == kTryOnly ? EBUSY : EDEADLK;
@@ -118,7 +97,7 @@ int read_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
 int write_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
   RwlockState* s = state(rwlock);
   int self = owner_id();
-  Guard guard(s);
+  WordGuard guard(&s->guard);
   for (;;) {
     if (s->writer == self) return deadline == kTryOnly ? EBUSY : EDEADLK;
     if (!s->writer && s->readers == 0) {
@@ -225,7 +204,7 @@ int pthread_rwlock_unlock(pthread_rwlock_t* rwlock) {
   ShimEntry entry("pthread_rwlock_unlock");
   shim::RwlockState* s = shim::state(rwlock);
   if (s->shared) return libc::pthread_rwlock_unlock(rwlock);
-  shim::Guard guard(s);
+  shim::WordGuard guard(&s->guard);
   if (s->writer && s->writer == shim::owner_id()) {
     s->writer = 0;
   } else if (s->readers > 0) {
@@ -243,7 +222,7 @@ int pthread_rwlock_destroy(pthread_rwlock_t* rwlock) {
   ShimEntry entry("pthread_rwlock_destroy");
   shim::RwlockState* s = shim::state(rwlock);
   if (s->shared) return libc::pthread_rwlock_destroy(rwlock);
-  shim::Guard guard(s);
+  shim::WordGuard guard(&s->guard);
   return (s->writer || s->readers) ? EBUSY : 0;
 }
 

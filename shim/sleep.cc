@@ -80,11 +80,19 @@ int usleep(useconds_t microseconds) {
   return 0;
 }
 
-int sched_yield(void) {
-  ShimEntry entry("sched_yield");
+}  // extern "C"
+
+static int yield_from(const ShimEntry& entry) {
   if (!entry.fiber()) return libc::sched_yield();
   sched::yield();
   return 0;
+}
+
+extern "C" {
+
+int sched_yield(void) {
+  ShimEntry entry("sched_yield");
+  return yield_from(entry);
 }
 
 // <pthread.h> redirects pthread_yield to sched_yield for new code; old binaries still import the
@@ -92,9 +100,7 @@ int sched_yield(void) {
 int vthread_pthread_yield(void) __asm__("pthread_yield");
 int vthread_pthread_yield(void) {
   ShimEntry entry("pthread_yield");
-  if (!entry.fiber()) return libc::sched_yield();
-  sched::yield();
-  return 0;
+  return yield_from(entry);
 }
 
 }  // extern "C"

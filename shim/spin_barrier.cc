@@ -35,11 +35,6 @@ static_assert(sizeof(GlibcBarrier) <= sizeof(pthread_barrier_t));
 
 GlibcBarrier* state(pthread_barrier_t* barrier) { return reinterpret_cast<GlibcBarrier*>(barrier); }
 
-void lock_guard_word(unsigned* word) {
-  while (__atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE)) sched::cpu_relax();
-}
-void unlock_guard_word(unsigned* word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
-
 }  // namespace
 }  // namespace vthread::shim
 
@@ -82,16 +77,16 @@ int pthread_barrier_wait(pthread_barrier_t* barrier) {
   ShimEntry entry("pthread_barrier_wait");
   shim::GlibcBarrier* b = shim::state(barrier);
   if (b->shared) return libc::pthread_barrier_wait(barrier);
-  shim::lock_guard_word(&b->guard);
+  shim::WordGuard guard(&b->guard);
   unsigned round = __atomic_load_n(&b->current_round, __ATOMIC_RELAXED);
   if (++b->in == b->count) {
     b->in = 0;
     __atomic_store_n(&b->current_round, round + 1, __ATOMIC_RELEASE);
-    shim::unlock_guard_word(&b->guard);
+    guard.unlock();
     shim::wake_word_all(reinterpret_cast<int*>(&b->current_round), &b->foreign);
     return PTHREAD_BARRIER_SERIAL_THREAD;
   }
-  shim::unlock_guard_word(&b->guard);
+  guard.unlock();
   while (__atomic_load_n(&b->current_round, __ATOMIC_ACQUIRE) == round) {
     shim::wait_on_word(reinterpret_cast<int*>(&b->current_round), static_cast<int>(round), &b->foreign,
                        sched::WaitReason::kBarrier, sched::kNoDeadline);
@@ -103,10 +98,8 @@ int pthread_barrier_destroy(pthread_barrier_t* barrier) {
   ShimEntry entry("pthread_barrier_destroy");
   shim::GlibcBarrier* b = shim::state(barrier);
   if (b->shared) return libc::pthread_barrier_destroy(barrier);
-  shim::lock_guard_word(&b->guard);
-  bool busy = b->in != 0;
-  shim::unlock_guard_word(&b->guard);
-  return busy ? EBUSY : 0;
+  shim::WordGuard guard(&b->guard);
+  return b->in != 0 ? EBUSY : 0;
 }
 
 }  // extern "C"

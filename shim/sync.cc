@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "arch/raw_syscall.h"
-#include "sched/parking_lot.h"
 #include "shim/thread_state.h"
 
 namespace vthread::shim {
@@ -20,17 +19,20 @@ struct WordAndValue {
 
 bool word_still_expected(void* arg) {
   auto* w = static_cast<WordAndValue*>(arg);
-  return __atomic_load_n(w->word, __ATOMIC_RELAXED) == w->expected;
+  return __atomic_load_n(w->word, __ATOMIC_SEQ_CST) == w->expected;
 }
 
 }  // namespace
 
 WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
-                        sched::Nanos deadline) {
+                        sched::Nanos deadline, uint32_t tag) {
   if (sched::current()) {
     WordAndValue arg{word, expected};
-    auto r = sched::parking_lot::park(word, word_still_expected, &arg, reason, deadline);
-    return r == sched::parking_lot::ParkResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kWoken;
+    switch (sched::parking_lot::park(word, word_still_expected, &arg, reason, deadline, tag)) {
+      case sched::parking_lot::ParkResult::kUnparked: return WaitResult::kWoken;
+      case sched::parking_lot::ParkResult::kTimedOut: return WaitResult::kTimedOut;
+      case sched::parking_lot::ParkResult::kInvalid: return WaitResult::kValueChanged;
+    }
   }
   // Not a fiber: sleep in the kernel on the same word.
   __atomic_fetch_add(foreign_waiters, 1, __ATOMIC_SEQ_CST);
@@ -43,7 +45,8 @@ WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sche
   }
   long r = arch::raw_syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ptr);
   __atomic_fetch_sub(foreign_waiters, 1, __ATOMIC_SEQ_CST);
-  return r == -ETIMEDOUT ? WaitResult::kTimedOut : WaitResult::kWoken;
+  if (r == -ETIMEDOUT) return WaitResult::kTimedOut;
+  return r == -EAGAIN ? WaitResult::kValueChanged : WaitResult::kWoken;
 }
 
 bool wake_word_one(int* word, const unsigned* foreign_waiters) {

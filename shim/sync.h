@@ -6,7 +6,9 @@
 
 #include <pthread.h>
 
+#include "sched/parking_lot.h"
 #include "sched/sched.h"
+#include "sched/spinlock.h"
 
 namespace vthread::shim {
 
@@ -18,17 +20,42 @@ constexpr sched::Nanos kTryOnly = INT64_MIN;
 constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
 
 // What a wait on a word ended with.
-enum class WaitResult { kWoken, kTimedOut };
+enum class WaitResult { kWoken, kTimedOut, kValueChanged };
 
 // Waits while *word == expected (checked atomically with going to sleep), until woken through
 // wake_word_*, or the monotonic deadline. `foreign_waiters` counts waiting non-fibers so that wakers
-// make a futex system call only when one may be asleep in the kernel. Spurious returns happen.
+// make a futex system call only when one may be asleep in the kernel. A fiber's wait carries `tag`
+// (futex bitsets). Spurious returns happen.
 WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
-                        sched::Nanos deadline);
+                        sched::Nanos deadline, uint32_t tag = sched::parking_lot::kAnyTag);
 
 // Wakes one (or all) waiters of `word`. Returns true if a fiber was woken.
 bool wake_word_one(int* word, const unsigned* foreign_waiters);
 void wake_word_all(int* word, const unsigned* foreign_waiters);
+
+// A spin lock on a 32-bit word in a glibc object's padding, for the few instructions of rwlock and
+// barrier bookkeeping; never held across a switch. Unlocks on destruction if still held.
+class WordGuard {
+ public:
+  explicit WordGuard(unsigned* word) : word_(word) { lock(); }
+  ~WordGuard() {
+    if (held_) unlock();
+  }
+  WordGuard(const WordGuard&) = delete;
+  WordGuard& operator=(const WordGuard&) = delete;
+  void lock() {
+    while (__atomic_exchange_n(word_, 1, __ATOMIC_ACQUIRE)) sched::cpu_relax();
+    held_ = true;
+  }
+  void unlock() {
+    held_ = false;
+    __atomic_store_n(word_, 0, __ATOMIC_RELEASE);
+  }
+
+ private:
+  unsigned* word_;
+  bool held_ = false;
+};
 
 // The lock-owner id of the calling thread: a fake, unique, non-zero id for a fiber (above any real
 // thread id and below FUTEX_OWNER_DIED), the kernel thread id for anything else.
