@@ -35,6 +35,7 @@ struct alignas(64) Carrier {
 
   arch::Context loop_context;               // the carrier context
   Stack loop_stack;                         // carrier 0 only; the others use their kernel stack
+  char* loop_tp = nullptr;                  // the carrier context's TCB (per-fiber TLS only)
   Fiber* current = nullptr;
   // A fiber woken here by this carrier is left to it until then (see steal()).
   std::atomic<Nanos> fresh_until{0};

@@ -84,6 +84,7 @@ struct Fiber {
   Carrier* carrier;                     // the carrier running it, or the last one that did
   arch::Context context;
   Stack stack;
+  char* tp;                             // its thread pointer (TCB); null when fibers share the carrier's
   TimerNode timer;                      // deadline of the current park, if any
   Carrier* timer_carrier;               // whose heap holds `timer` while it is armed
 

@@ -7,6 +7,7 @@
 
 #include "sched/carrier.h"
 #include "sched/parking_lot.h"
+#include "sched/tls.h"
 
 namespace vthread::sched {
 
@@ -40,7 +41,15 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
       return EAGAIN;
     }
   }
-  if (!arch::context_prepare(&f->context, f->stack.lo, f->stack.hi, fiber_main, f)) {
+  if (tls::per_fiber()) {
+    bool too_small;
+    f->tp = tls::attach(&f->stack, tls::kFakeTidBase + static_cast<int>(f - FiberTable::base()), &too_small);
+    if (!f->tp) {
+      reap(f);
+      return too_small ? EINVAL : EAGAIN;
+    }
+  }
+  if (!arch::context_prepare(&f->context, f->stack.lo, tls::stack_top(f->stack), fiber_main, f)) {
     reap(f);
     return EAGAIN;
   }

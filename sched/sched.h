@@ -21,6 +21,7 @@ struct Config {
   size_t default_stack_size = 0;    // 0: 8 MiB
   size_t default_guard_size = 0;    // 0: one page
   arch::SwitchBackend backend = arch::SwitchBackend::kAssembly;
+  bool per_fiber_tls = true;        // false: fibers share their carrier's TLS (see sched/tls.h)
 };
 
 // Starts the runtime: turns the calling flow of control into the main fiber (it keeps its stack) and
@@ -90,6 +91,16 @@ bool detach(Fiber* target);
 
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
+
+// True if each fiber has its own TCB and TLS (sched/tls.h); false if fibers share the carrier's.
+bool per_fiber_tls();
+
+// Runs the calling fiber's C++ thread_local destructors, as glibc does when a thread exits. No-op
+// when fibers share their carrier's TLS (the destructors would be other fibers' too).
+void run_thread_local_destructors();
+
+// Initialises, in every fiber, the static TLS of libraries the program loaded since (sched/tls.h).
+void after_dlopen();
 
 struct Stats {
   size_t carriers;

@@ -49,11 +49,13 @@
 //     callback run by finish_switch): every primitive would repeat the protocol.
 //
 // Thread-local state
-//   Until per-fiber TLS lands, fibers share their carrier's TLS. The runtime reads its own
-//   per-carrier slot through the thread pointer on every access (never a cached address), and saves
-//   and restores errno across each switch, so a fiber that migrates keeps its errno value. Code
-//   that cached &errno before a switch (GCC does: __errno_location is const) still writes the old
-//   carrier's slot; only per-fiber TLS fixes that.
+//   Each fiber has its own glibc TCB and TLS (tls.cc), and dispatching a fiber loads its thread
+//   pointer; the carrier context runs on a TCB of its own (carrier 0's is made like a fiber's, the
+//   others are the carrier threads' glibc TCBs). The runtime's own slot (CarrierLocal: the current
+//   fiber, its carrier) is thread-local too, so dispatch writes it into the incoming TCB, and it is
+//   always read through the thread pointer, never through an address the compiler may have kept
+//   from before a switch. In the fallback mode fibers share their carrier's TCB: the slot is then
+//   per carrier, and errno is saved and restored across each switch.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +67,13 @@
 #include <new>
 
 #include "arch/raw_syscall.h"
+#include "arch/thread_pointer.h"
 #include "sched/carrier.h"
 #include "sched/futex.h"
 #include "sched/libc.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
+#include "sched/tls.h"
 
 namespace vthread::sched {
 
@@ -88,7 +92,10 @@ constexpr Nanos kFreshWindow = 5 * 1000;
 constexpr Nanos kSpinBeforeSleep = 50 * 1000;
 constexpr int kMaxCarriers = 1024;
 
-// Per-kernel-thread slot, read through the thread pointer (see "Thread-local state" above).
+// The fake tid of carrier 0's loop TCB; fibers' are kFakeTidBase + their table index (< 2^22).
+constexpr int kCarrier0LoopTid = tls::kFakeTidBase + (1 << 28) - 1;
+
+// The runtime's thread-local slot, read through the thread pointer (see "Thread-local state").
 struct CarrierLocal {
   Fiber* current;
   Carrier* carrier;
@@ -97,19 +104,13 @@ __thread CarrierLocal tls_carrier_local __attribute__((tls_model("initial-exec")
 ptrdiff_t g_carrier_local_offset;
 ptrdiff_t g_errno_offset;
 
-inline char* thread_pointer() {
-  char* tp;
-  asm volatile("movq %%fs:0, %0" : "=r"(tp));
-  return tp;
-}
-inline CarrierLocal* carrier_local() {
-  return reinterpret_cast<CarrierLocal*>(thread_pointer() + g_carrier_local_offset);
-}
-inline int* errno_slot() { return reinterpret_cast<int*>(thread_pointer() + g_errno_offset); }
+inline CarrierLocal* local_at(char* tp) { return reinterpret_cast<CarrierLocal*>(tp + g_carrier_local_offset); }
+inline CarrierLocal* carrier_local() { return local_at(arch::thread_pointer()); }
+inline int* errno_slot() { return reinterpret_cast<int*>(arch::thread_pointer() + g_errno_offset); }
 
 __attribute__((constructor)) void compute_tls_offsets() {
-  g_carrier_local_offset = reinterpret_cast<char*>(&tls_carrier_local) - thread_pointer();
-  g_errno_offset = reinterpret_cast<char*>(&errno) - thread_pointer();
+  g_carrier_local_offset = reinterpret_cast<char*>(&tls_carrier_local) - arch::thread_pointer();
+  g_errno_offset = reinterpret_cast<char*>(&errno) - arch::thread_pointer();
 }
 
 std::atomic<bool> g_started{false};
@@ -196,8 +197,27 @@ static void dispatch(Carrier* c, Fiber* next) {
   next->carrier = c;
   ++next->switches_in;
   c->current = next;
-  carrier_local()->current = next;
   c->switches.fetch_add(1, std::memory_order_relaxed);
+  if (next->tp) {
+    // From here until the switch, nothing may touch thread-local data: it is already next's.
+    CarrierLocal* local = local_at(next->tp);
+    local->current = next;
+    local->carrier = c;
+    arch::set_thread_pointer(next->tp);
+  } else {
+    carrier_local()->current = next;
+  }
+}
+
+// Held while TCBs are freed and while after_dlopen() visits them all.
+static Spinlock g_tcb_free_lock;
+
+// Returns an exited fiber's stack (with its TCB) to the pool, or frees both.
+static void release_stack(Stack* stack) {
+  if (StackAllocator::pool(stack)) return;
+  SpinlockGuard hold(g_tcb_free_lock);
+  if (stack->tcb) tls::destroy(stack->tcb);
+  StackAllocator::unmap(stack);
 }
 
 void reap(Fiber* f) {
@@ -206,7 +226,7 @@ void reap(Fiber* f) {
     g_main_fiber = nullptr;
     g_main_fiber_reaped = true;
   }
-  StackAllocator::release(&f->stack);
+  release_stack(&f->stack);
   arch::context_release(&f->context);
   FiberTable::release(f);
 }
@@ -248,18 +268,22 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
   c->prev_action = action;
   c->commit = commit;
   c->commit_arg = arg;
-  int saved_errno = *errno_slot();
+  int saved_errno = self->tp ? 0 : *errno_slot();
   if (next) {
     dispatch(c, next);
     arch::context_switch(&self->context, &next->context);
   } else {
     c->current = nullptr;
-    carrier_local()->current = nullptr;
+    if (c->loop_tp) {
+      arch::set_thread_pointer(c->loop_tp);
+    } else {
+      carrier_local()->current = nullptr;
+    }
     arch::context_switch(&self->context, &c->loop_context);
   }
   // Running again, on whichever carrier dispatched us.
   finish_switch(self->carrier);
-  *errno_slot() = saved_errno;
+  if (!self->tp) *errno_slot() = saved_errno;
 }
 
 // ---- carriers ----------------------------------------------------------------------------------
@@ -416,11 +440,19 @@ static Fiber* find_runnable(Carrier* c) {
   }
 }
 
-static void carrier0_loop_entry(void* carrier) { carrier_loop(static_cast<Carrier*>(carrier)); }
+static void carrier0_loop_entry(void* carrier) {
+  auto* c = static_cast<Carrier*>(carrier);
+  if (c->loop_tp) {
+    tls::enter_thread();
+    carrier_local()->carrier = c;
+  }
+  carrier_loop(c);
+}
 
 static void* carrier_thread_main(void* carrier) {
   auto* c = static_cast<Carrier*>(carrier);
   c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  if (tls::per_fiber()) c->loop_tp = arch::thread_pointer();
   carrier_local()->carrier = c;
   carrier_local()->current = nullptr;
   if (!arch::context_prepare_current(&c->loop_context)) die("out of memory for a carrier context");
@@ -430,9 +462,15 @@ static void* carrier_thread_main(void* carrier) {
 void fiber_main(void* fiber) {
   auto* self = static_cast<Fiber*>(fiber);
   finish_switch(self->carrier);
+  if (self->tp) tls::enter_thread();
   self->sched_word.store(make_sched_word(seq_of(self->sched_word.load()), FiberState::kRunning));
   self->entry(self->entry_arg);
   die("a fiber's entry function returned instead of calling exit_current()");
+}
+
+static void* probe_glibc_thread(void* probe) {
+  tls::probe_glibc_thread(static_cast<tls::GlibcThreadProbe*>(probe));
+  return nullptr;
 }
 
 static Fiber* allocate_main_fiber() {
@@ -483,14 +521,32 @@ bool start(const Config& config) {
   }
   g_ncarriers = g_config.carriers;
 
-  // The calling flow becomes the main fiber on carrier 0, whose own loop needs a stack of its own.
+  // Per-fiber TLS, if glibc is laid out as we expect. A thread glibc creates (its TCB is what the
+  // check compares with) is also what makes glibc and libstdc++ switch to their multi-threaded paths
+  // (locked stdio and malloc, atomic reference counts, __libc_single_threaded cleared), which
+  // nothing else would do with a single carrier.
+  tls::init(g_config.per_fiber_tls);
+  tls::GlibcThreadProbe probe{};
+  pthread_t probe_thread;
+  if (libc::pthread_create(&probe_thread, nullptr, probe_glibc_thread, &probe) != 0 ||
+      libc::pthread_join(probe_thread, nullptr) != 0) {
+    die("cannot create a thread to put glibc in multi-threaded mode");
+  }
+  tls::check_probe(probe);
+
+  // The calling flow becomes the main fiber on carrier 0 (keeping glibc's TCB of the initial
+  // thread), whose own loop needs a stack and a TCB of its own.
   Carrier* c0 = &g_carriers[0];
   c0->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  bool too_small;
   if (!StackAllocator::allocate(kCarrier0LoopStack, StackAllocator::page_size(), &c0->loop_stack) ||
-      !arch::context_prepare(&c0->loop_context, c0->loop_stack.lo, c0->loop_stack.hi, carrier0_loop_entry, c0) ||
+      (tls::per_fiber() && !(c0->loop_tp = tls::attach(&c0->loop_stack, kCarrier0LoopTid, &too_small))) ||
+      !arch::context_prepare(&c0->loop_context, c0->loop_stack.lo, tls::stack_top(c0->loop_stack),
+                             carrier0_loop_entry, c0) ||
       !arch::context_prepare_current(&main->context)) {
     die("cannot set up carrier 0");
   }
+  if (tls::per_fiber()) main->tp = arch::thread_pointer();
   main->carrier = c0;
   main->on_cpu.store(true, std::memory_order_relaxed);
   main->sched_word.store(make_sched_word(seq_of(main->sched_word.load()), FiberState::kRunning));
@@ -500,16 +556,6 @@ bool start(const Config& config) {
   g_live_fibers.store(1);
   g_started.store(true, std::memory_order_release);
 
-  if (g_ncarriers == 1) {
-    // glibc and libstdc++ switch to their multi-threaded paths (locked stdio and malloc, atomic
-    // reference counts, __libc_single_threaded cleared) only when a real thread is created. With a
-    // single carrier none is, so create and join one that does nothing.
-    pthread_t thread;
-    if (libc::pthread_create(&thread, nullptr, [](void*) -> void* { return nullptr; }, nullptr) != 0 ||
-        libc::pthread_join(thread, nullptr) != 0) {
-      die("cannot create a thread to put glibc in multi-threaded mode");
-    }
-  }
   for (int i = 1; i < g_ncarriers; ++i) {
     pthread_t thread;
     if (libc::pthread_create(&thread, nullptr, carrier_thread_main, &g_carriers[i]) != 0) {
@@ -554,6 +600,21 @@ bool unpark(ParkTicket ticket) { return wake(ticket, WakeReason::kUnparked); }
 void sleep_until(Nanos deadline) {
   while (monotonic_now() < deadline) park(WaitReason::kSleep, deadline, nullptr, nullptr);
 }
+
+bool per_fiber_tls() { return tls::per_fiber(); }
+
+void run_thread_local_destructors() { tls::run_thread_local_destructors(); }
+
+static void visit_every_tcb(void (*fn)(char* tp, void* arg), void* arg) {
+  SpinlockGuard hold(g_tcb_free_lock);
+  FiberTable::for_each([&](Fiber* f) {
+    if (f->stack.tcb) fn(f->stack.tcb, arg);
+  });
+  StackAllocator::for_each_pooled_tcb(fn, arg);
+  if (g_ncarriers > 0 && g_carriers[0].loop_stack.tcb) fn(g_carriers[0].loop_stack.tcb, arg);
+}
+
+void after_dlopen() { tls::after_dlopen(visit_every_tcb); }
 
 Stats stats() {
   Stats s{};

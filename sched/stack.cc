@@ -23,12 +23,11 @@ size_t g_pooled_size = 0;     // usable size of pooled stacks
 size_t g_pooled_guard = 0;
 bool g_guard_markers = false;
 
-// Free stacks of the pooled geometry, linked through their top word.
+// Free stacks of the pooled geometry (the top of each holds its TCB, so nothing is linked through
+// the stacks themselves).
 Spinlock g_pool_lock;
-char* g_pool_head = nullptr;  // `hi` of the first pooled stack
+Stack g_pool[kMaxPooled];
 size_t g_pool_count = 0;
-
-char*& pool_link(char* hi) { return *reinterpret_cast<char**>(hi - sizeof(char*)); }
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -56,10 +55,8 @@ bool StackAllocator::allocate(size_t size, size_t guard, Stack* out) {
   guard = round_up(guard, g_page_size);
   if (size == g_pooled_size && guard == g_pooled_guard) {
     SpinlockGuard hold(g_pool_lock);
-    if (char* hi = g_pool_head) {
-      g_pool_head = pool_link(hi);
-      --g_pool_count;
-      *out = Stack{hi - size, hi, guard, true};
+    if (g_pool_count > 0) {
+      *out = g_pool[--g_pool_count];
       return true;
     }
   }
@@ -72,29 +69,34 @@ bool StackAllocator::allocate(size_t size, size_t guard, Stack* out) {
     return false;
   }
   char* lo = static_cast<char*>(base) + guard;
-  *out = Stack{lo, lo + size, guard, true};
+  *out = Stack{lo, lo + size, guard, true, nullptr};
   return true;
 }
 
-void StackAllocator::release(Stack* stack) {
-  if (!stack->owned) return;
-  if (stack->size() == g_pooled_size && stack->guard_size == g_pooled_guard) {
-    SpinlockGuard hold(g_pool_lock);
-    if (g_pool_count < kMaxPooled) {
-      pool_link(stack->hi) = g_pool_head;
-      g_pool_head = stack->hi;
-      ++g_pool_count;
-      *stack = Stack{};
-      return;
-    }
-  }
-  munmap(stack->lo - stack->guard_size, stack->size() + stack->guard_size);
+bool StackAllocator::pool(Stack* stack) {
+  if (!stack->owned || stack->size() != g_pooled_size || stack->guard_size != g_pooled_guard) return false;
+  SpinlockGuard hold(g_pool_lock);
+  if (g_pool_count == kMaxPooled) return false;
+  g_pool[g_pool_count++] = *stack;
   *stack = Stack{};
+  return true;
+}
+
+void StackAllocator::unmap(Stack* stack) {
+  if (stack->owned) munmap(stack->lo - stack->guard_size, stack->size() + stack->guard_size);
+  *stack = Stack{};
+}
+
+void StackAllocator::for_each_pooled_tcb(void (*visit)(char* tcb, void* arg), void* arg) {
+  SpinlockGuard hold(g_pool_lock);
+  for (size_t i = 0; i < g_pool_count; ++i) {
+    if (g_pool[i].tcb) visit(g_pool[i].tcb, arg);
+  }
 }
 
 Stack StackAllocator::wrap(void* addr, size_t size) {
   char* lo = static_cast<char*>(addr);
-  return Stack{lo, lo + size, 0, false};
+  return Stack{lo, lo + size, 0, false, nullptr};
 }
 
 bool StackAllocator::guards_are_markers() { return g_guard_markers; }

@@ -15,6 +15,7 @@ struct Stack {
   char* hi = nullptr;       // one past the highest usable byte
   size_t guard_size = 0;    // bytes of guard directly below lo (0 for user-supplied stacks)
   bool owned = false;       // allocated here (false: the program's own memory, or the process stack)
+  char* tcb = nullptr;      // the thread control block at its top (sched/tls.h), kept while pooled
 
   size_t size() const { return static_cast<size_t>(hi - lo); }
   bool contains(const void* p) const { return p >= lo && p < hi; }
@@ -25,11 +26,17 @@ class StackAllocator {
  public:
   // Probes the guard mechanism and fixes the pooled size. Call once before allocate().
   static void init(size_t default_size);
-  // Maps a stack of at least `size` usable bytes (rounded up to pages) with `guard` bytes of guard.
-  // Returns false (ENOMEM/EAGAIN situation) if the kernel refuses.
+  // Maps a stack of at least `size` usable bytes (rounded up to pages) with `guard` bytes of guard,
+  // or takes one from the pool (its `tcb` is then set). Returns false (ENOMEM/EAGAIN situation) if
+  // the kernel refuses.
   static bool allocate(size_t size, size_t guard, Stack* out);
-  // Releases an owned stack (back to the pool, or unmapped). No-op for stacks not owned.
-  static void release(Stack* stack);
+  // Keeps an owned stack of the pooled geometry, with its TCB, for the next allocate(). Returns
+  // false if it was not kept: the caller frees its TCB and then calls unmap().
+  static bool pool(Stack* stack);
+  // Unmaps an owned stack. No-op for stacks not owned.
+  static void unmap(Stack* stack);
+  // Calls visit(tcb, arg) for the TCB of every pooled stack that has one.
+  static void for_each_pooled_tcb(void (*visit)(char* tcb, void* arg), void* arg);
   // Wraps memory the program supplied (pthread_attr_setstack).
   static Stack wrap(void* addr, size_t size);
 

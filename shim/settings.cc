@@ -77,6 +77,13 @@ sched::Config read_settings(size_t default_stack_size) {
       fprintf(stderr, "vthread: VTHREAD_SWITCH='%s' is not 'asm' or 'ucontext'; using asm\n", v);
     }
   }
+  if (const char* v = getenv("VTHREAD_TLS")) {
+    if (strcmp(v, "carrier") == 0) {
+      config.per_fiber_tls = false;
+    } else if (strcmp(v, "fiber") != 0) {
+      fprintf(stderr, "vthread: VTHREAD_TLS='%s' is not 'fiber' or 'carrier'; using fiber\n", v);
+    }
+  }
   return config;
 }
 

@@ -91,8 +91,11 @@ _Unwind_Reason_Code stop_at_landing(int, _Unwind_Action actions, _Unwind_Excepti
 }  // namespace
 
 void finish_thread(ThreadState* state, void* value) {
-  run_key_destructors(state);
   sched::Fiber* self = sched::current();
+  // glibc's start_thread order: C++ thread_local destructors, then thread-specific data. (The
+  // initial thread runs neither when it calls pthread_exit; exit() runs its thread_locals'.)
+  if (!self->is_main) sched::run_thread_local_destructors();
+  run_key_destructors(state);
   if (self->user_data == state) self->user_data = nullptr;
   free(state);
   // The last thread to exit ends the process with status 0, running atexit handlers, as glibc does.

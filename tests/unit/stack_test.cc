@@ -10,6 +10,11 @@
 namespace vthread::sched {
 namespace {
 
+// What the scheduler does with a stack whose fiber was reaped.
+void release(Stack* s) {
+  if (!StackAllocator::pool(s)) StackAllocator::unmap(s);
+}
+
 class StackTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { StackAllocator::init(256 * 1024); }
@@ -27,7 +32,7 @@ TEST_F(StackTest, AllocatesWritableRoundedStack) {
   EXPECT_TRUE(s.contains(s.lo));
   EXPECT_FALSE(s.contains(s.hi));
   EXPECT_TRUE(s.in_guard(s.lo - 1));
-  StackAllocator::release(&s);
+  release(&s);
   EXPECT_EQ(s.lo, nullptr);
 }
 
@@ -45,24 +50,24 @@ TEST_F(StackTest, TouchingTheGuardFaults) {
   waitpid(child, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGSEGV);
-  StackAllocator::release(&s);
+  release(&s);
 }
 
 TEST_F(StackTest, DefaultSizedStacksAreReusedFromThePool) {
   Stack a;
   ASSERT_TRUE(StackAllocator::allocate(256 * 1024, StackAllocator::page_size(), &a));
   char* lo = a.lo;
-  StackAllocator::release(&a);
+  release(&a);
   Stack b;
   ASSERT_TRUE(StackAllocator::allocate(256 * 1024, StackAllocator::page_size(), &b));
   EXPECT_EQ(b.lo, lo);
-  StackAllocator::release(&b);
+  release(&b);
 }
 
 TEST_F(StackTest, PooledStackKeepsItsGuard) {
   Stack a;
   ASSERT_TRUE(StackAllocator::allocate(256 * 1024, StackAllocator::page_size(), &a));
-  StackAllocator::release(&a);
+  release(&a);
   Stack b;
   ASSERT_TRUE(StackAllocator::allocate(256 * 1024, StackAllocator::page_size(), &b));
   pid_t child = fork();
@@ -75,7 +80,7 @@ TEST_F(StackTest, PooledStackKeepsItsGuard) {
   int status = 0;
   waitpid(child, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
-  StackAllocator::release(&b);
+  release(&b);
 }
 
 TEST_F(StackTest, WrappedUserStackIsNotOwned) {
@@ -83,7 +88,7 @@ TEST_F(StackTest, WrappedUserStackIsNotOwned) {
   Stack s = StackAllocator::wrap(memory, sizeof memory);
   EXPECT_FALSE(s.owned);
   EXPECT_EQ(s.size(), sizeof memory);
-  StackAllocator::release(&s);  // must not unmap the program's memory
+  release(&s);  // must not unmap the program's memory
   memory[0] = 1;
 }
 
@@ -92,7 +97,7 @@ TEST_F(StackTest, ManyStacksStayWithinTheMapCountWithGuardMarkers) {
   constexpr int kStacks = 40000;  // with PROT_NONE guards this needs 80k VMAs > vm.max_map_count
   std::vector<Stack> stacks(kStacks);
   for (auto& s : stacks) ASSERT_TRUE(StackAllocator::allocate(64 * 1024, 4096, &s));
-  for (auto& s : stacks) StackAllocator::release(&s);
+  for (auto& s : stacks) release(&s);
 }
 
 }  // namespace
