@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -371,19 +372,24 @@ RunResult RunChild(const std::vector<std::string>& argv, const std::vector<EnvCh
 // ---------------------------------------------------------------------------------------------
 // Jobs (one workload invocation, run in several modes) and rows (one metric of one job)
 
-enum Mode { kNative = 0, kVthread = 1, kVthread1 = 2 };  // kVthread1: VTHREAD_CARRIERS=1
+// kVthread1: VTHREAD_CARRIERS=1; kVthread1SharedTls: the same with VTHREAD_TLS=carrier (fibers share
+// the carrier's TLS: the bare switch, without loading a TCB).
+enum Mode { kNative = 0, kVthread = 1, kVthread1 = 2, kVthread1SharedTls = 3, kModes = 4 };
+const Mode kAllModes[] = {kNative, kVthread1, kVthread1SharedTls, kVthread};
 
 struct Job {
   std::string key;                 // what --only matches (by prefix)
   std::vector<std::string> args;   // workload arguments
   bool want_vthread1 = false;      // also run with VTHREAD_CARRIERS=1
+  bool want_shared_tls = false;    // also run with VTHREAD_CARRIERS=1 VTHREAD_TLS=carrier
   bool skip_native = false;        // e.g. native 100k parked threads in --quick mode
   double timeout_cap = 0;          // >0: per-child timeout for this job unless --timeout was given
   std::string skip_native_reason;
-  RunResult res[3];
+  RunResult res[kModes];
 };
 
 std::string ModeName(Mode m, const std::string& carriers_desc) {
+  if (m == kVthread1SharedTls) return "vthread carriers=1 tls=carrier";
   return m == kNative ? "native" : m == kVthread1 ? "vthread carriers=1" : "vthread " + carriers_desc;
 }
 
@@ -651,6 +657,7 @@ int main(int argc, char** argv) {
   Job* cj = add_job("create_join", {"create_join", cj_n});
   Job* yp = add_job("yield_pingpong", {"yield_pingpong", yp_n});
   yp->want_vthread1 = true;
+  yp->want_shared_tls = true;
   Job* mu = add_job("mutex_uncontended", {"mutex_uncontended", mu_n});
   Job* mh = add_job("mutex_handoff", {"mutex_handoff", mh_n});
   Job* cp = add_job("cond_pingpong", {"cond_pingpong", cp_n});
@@ -672,6 +679,7 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   rows.push_back({"create+join (ns/op)", cj, "create_join", kVthread, kRatioAtLeast, 50, ">=50x faster"});
   rows.push_back({"yield switch, 1 carrier (ns)", yp, "yield_pingpong", kVthread1, kVthreadBelow, 40, "<40 ns"});
+  rows.push_back({"  same, fibers share TLS (ns)", yp, "yield_pingpong", kVthread1SharedTls});
   rows.push_back({"yield switch, " + carriers_desc + " (ns)", yp, "yield_pingpong", kVthread});
   rows.push_back({"mutex lock+unlock, uncontended (ns)", mu, "mutex_uncontended", kVthread});
   rows.push_back({"mutex baton hand-off, 2 threads (ns)", mh, "mutex_handoff", kVthread});
@@ -717,17 +725,20 @@ int main(int argc, char** argv) {
   // machine hit native and vthread alike; metrics are then the median over the repeats.
   if (repeat > 1) fprintf(stderr, "each run is repeated %d times; cells are medians\n", repeat);
   int total_runs = 0;
-  for (Job* j : selected) total_runs += repeat * (2 + (j->want_vthread1 ? 1 : 0));
+  auto wanted = [](const Job* j, Mode m) {
+    return (m != kVthread1 || j->want_vthread1) && (m != kVthread1SharedTls || j->want_shared_tls);
+  };
+  for (Job* j : selected) total_runs += repeat * (2 + j->want_vthread1 + j->want_shared_tls);
   int run_no = 0;
   for (Job* j : selected) {
     std::vector<std::string> argv_child = {workloads};
     argv_child.insert(argv_child.end(), j->args.begin(), j->args.end());
     std::string cmdline;
     for (size_t k = 1; k < argv_child.size(); k++) cmdline += (k > 1 ? " " : "") + argv_child[k];
-    std::vector<RunResult> runs[3];
+    std::vector<RunResult> runs[kModes];
     for (int rep = 0; rep < repeat; rep++) {
-      for (Mode m : {kNative, kVthread1, kVthread}) {
-        if (m == kVthread1 && !j->want_vthread1) continue;
+      for (Mode m : kAllModes) {
+        if (!wanted(j, m)) continue;
         run_no++;
         std::string what = ModeName(m, carriers_desc);
         fprintf(stderr, "[%d/%d] %-26s %-22s ", run_no, total_runs, cmdline.c_str(), what.c_str());
@@ -745,11 +756,12 @@ int main(int argc, char** argv) {
           std::vector<EnvChange> env;
           if (m == kNative) {
             env = {{"LD_PRELOAD", false, ""}, {"VTHREAD_CARRIERS", false, ""}};
-          } else if (m == kVthread1) {
+          } else if (m == kVthread1 || m == kVthread1SharedTls) {
             env = {{"LD_PRELOAD", true, lib}, {"VTHREAD_CARRIERS", true, "1"}};
           } else {
             env = {{"LD_PRELOAD", true, lib}, {"VTHREAD_CARRIERS", !carriers.empty(), carriers}};
           }
+          env.push_back({"VTHREAD_TLS", m == kVthread1SharedTls, "carrier"});
           double t = timeout_sec;
           if (!timeout_given && j->timeout_cap > 0) t = std::min(t, j->timeout_cap);
           r = RunChild(argv_child, env, t);
@@ -762,7 +774,7 @@ int main(int argc, char** argv) {
         runs[m].push_back(std::move(r));
       }
     }
-    for (Mode m : {kNative, kVthread1, kVthread})
+    for (Mode m : kAllModes)
       if (!runs[m].empty()) j->res[m] = MergeRuns(runs[m]);
   }
 
@@ -779,6 +791,9 @@ int main(int argc, char** argv) {
   printf("  host:      %ld cpus, %s %s, glibc %s, per-child timeout %.0fs%s\n", cpus, un.sysname,
          un.release, gnu_get_libc_version(), timeout_sec,
          timeout_given ? "" : Fmt(" (sync jobs %.0fs)", std::min(timeout_sec, sync_cap)).c_str());
+  printf("  FS switch: %s\n", (getauxval(AT_HWCAP2) & 2)
+             ? "wrfsbase (the kernel enabled FSGSBASE)"
+             : "arch_prctl system call (no FSGSBASE in AT_HWCAP2): per-fiber TLS costs a system call per switch");
   printf("  ratio = native / vthread; every metric is lower-is-better, so ratio > 1 means vthread\n"
          "  is faster (or smaller); FAIL cells carry the reason.\n\n");
 
@@ -824,14 +839,28 @@ int main(int argc, char** argv) {
       printf("%s\n", sep.c_str());
     }
   }
+  // What per-fiber TLS adds to a switch: the same yield ping-pong with and without it.
+  bool yield_selected = false;
+  for (Job* j : selected) yield_selected |= j == yp;
+  if (yield_selected) {
+    Cell with = MakeCell(yp->res[kVthread1], "yield_pingpong");
+    Cell without = MakeCell(yp->res[kVthread1SharedTls], "yield_pingpong");
+    if (with.ok && without.ok) {
+      double cost = with.value - without.value;
+      targets++;
+      met += cost < 20;
+      printf("\nper-fiber TLS costs %.1f ns per switch (%.1f vs %.1f ns, 1 carrier); target <20 ns: %s\n", cost,
+             with.value, without.value, cost < 20 ? "MET" : "MISS");
+    }
+  }
   if (targets) printf("\ntargets met: %d of %d\n", met, targets);
 
   // Failure details: the reason plus the most telling line the child wrote on stderr.
   bool header = false;
   for (Job* j : selected) {
-    for (Mode m : {kNative, kVthread1, kVthread}) {
+    for (Mode m : kAllModes) {
       const RunResult& r = j->res[m];
-      if (!r.ran || (m == kVthread1 && !j->want_vthread1)) continue;
+      if (!r.ran || !wanted(j, m)) continue;
       std::string reason = r.fail.empty() ? r.partial : r.fail;
       if (reason.empty()) {
         for (auto& kv : r.metrics)
