@@ -51,13 +51,14 @@ def _variants(name, args, carriers, native, expect_exit, size, timeout, env, tag
         tags = ["manual"] if "manual" in tags else [],
     )
 
-def vthread_gtest(name, srcs, deps = [], copts = [], carriers = [1, 2], native = True, size = "medium", timeout = None, env = {}, tags = []):
+def vthread_gtest(name, srcs, deps = [], copts = [], data = [], carriers = [1, 2], native = True, size = "medium", timeout = None, env = {}, tags = []):
     """gtest cases; gtest writes its XML report to Bazel's XML_OUTPUT_FILE by itself."""
     _cc_binary(
         name = name + "_bin",
         srcs = srcs,
         deps = ["//third_party:gtest_main"] + deps,
         copts = copts,
+        data = data,
         linkopts = ["-pthread"],
         testonly = True,
         tags = tags,
