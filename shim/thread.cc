@@ -21,6 +21,7 @@
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
 #include "sched/spinlock.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/settings.h"
 #include "shim/thread_state.h"
@@ -69,6 +70,7 @@ int join_error(sched::JoinResult r) {
     case sched::JoinResult::kDeadlock: return EDEADLK;
     case sched::JoinResult::kTimedOut: return ETIMEDOUT;
     case sched::JoinResult::kBusy: return EBUSY;
+    case sched::JoinResult::kInterrupted: return EINTR;  // not returned: the joiner acts on the cancel
   }
   return EINVAL;
 }
@@ -87,7 +89,20 @@ int join_fiber(ShimEntry& entry, pthread_t handle, void** result, sched::Nanos d
       libc::nanosleep(&pause, nullptr);
     }
   }
-  return join_error(sched::join(target, deadline, result));
+  // A cancellation point when it has to wait, as glibc's (which acts only while the target runs, and
+  // after its EDEADLK/EINVAL checks). pthread_tryjoin_np is none.
+  Fiber* self = entry.fiber();
+  bool cancellable = false;
+  if (deadline != sched::kTryJoin && target != self) {
+    sched::SpinlockGuard hold(target->lifecycle_lock);
+    cancellable = !target->detached && !target->exited.load(std::memory_order_relaxed);
+  }
+  if (cancellable && arm_cancel(self)) act_on_cancel(self);
+  sched::JoinResult r = sched::join(target, deadline, result);
+  if (cancellable) disarm_cancel(self);
+  // The target is left joinable (sched::join undid our claim), as glibc's join cleanup handler does.
+  if (r == sched::JoinResult::kInterrupted) act_on_cancel(self);
+  return join_error(r);
 }
 
 // pthread_once states, compatible with glibc's encoding (__PTHREAD_ONCE_INPROGRESS = 1,
@@ -108,6 +123,7 @@ bool ensure_runtime() {
   g_main_tid = static_cast<int>(gettid());
   Fiber* main = sched::main_fiber();
   if (main) name_main_fiber(main);
+  thread_state();  // now, so that pthread_cancel finds every live fiber's state without making one
   pthread_attr_t defaults;
   size_t default_stack = 8 << 20;
   if (pthread_getattr_default_np(&defaults) == 0) {

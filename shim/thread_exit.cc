@@ -18,6 +18,8 @@
 
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
+#include "sched/spinlock.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/thread_state.h"
 
@@ -93,7 +95,11 @@ _Unwind_Reason_Code stop_at_landing(int, _Unwind_Action actions, _Unwind_Excepti
 void finish_thread(ThreadState* state, void* value) {
   run_key_destructors(state);
   sched::Fiber* self = sched::current();
-  if (self->user_data == state) self->user_data = nullptr;
+  {
+    // pthread_cancel reads user_data under this lock; from here on it finds none and returns 0.
+    sched::SpinlockGuard hold(self->lifecycle_lock);
+    if (self->user_data == state) self->user_data = nullptr;
+  }
   free(state);
   // The last thread to exit ends the process with status 0, running atexit handlers, as glibc does.
   sched::exit_current(value, [] { exit(0); });
@@ -119,6 +125,8 @@ void pthread_exit(void* value) {
   shim::ThreadState* state = shim::thread_state();
   if (!state) sched::exit_current(value, [] { exit(0); });
   state->exit_value = value;
+  // No cancel acts from now on, even at cancellation points in cleanup handlers (glibc's EXITING_BIT).
+  state->cancel.fetch_or(shim::kCancelExiting, std::memory_order_acq_rel);
   shim::unwind(state);
 }
 
