@@ -33,6 +33,8 @@ class ShimEntry {
 
   // The calling fiber, or nullptr if the caller is not one.
   sched::Fiber* fiber() const { return fiber_; }
+  // What the fiber was in before this call (for restoring it when the call is left by unwinding).
+  const char* outer_call() const { return outer_call_; }
 
  private:
   sched::Fiber* fiber_;

@@ -26,6 +26,7 @@
 #include "shim/settings.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
+#include "shim/unwind_guard.h"
 
 namespace vthread::shim {
 namespace {
@@ -112,6 +113,23 @@ constexpr int kOnceDone = 2;
 
 bool once_in_progress(void* once) {
   return __atomic_load_n(static_cast<int*>(once), __ATOMIC_ACQUIRE) == kOnceInProgress;
+}
+
+struct OnceUnwind {
+  int* word;
+  Fiber* fiber;
+  const char* outer_call;
+};
+
+// The initializer was left by unwinding (it threw, or its thread exited or was cancelled). As
+// glibc's clear_once_control: the control goes back to "not run" and the waiters wake, so that one
+// of them (or a later caller) runs the initializer.
+void reset_once_on_unwind(void* arg) {
+  auto* u = static_cast<OnceUnwind*>(arg);
+  __atomic_store_n(u->word, 0, __ATOMIC_RELEASE);
+  sched::parking_lot::unpark_all(u->word);
+  vthread::arch::raw_syscall(SYS_futex, u->word, FUTEX_WAKE_PRIVATE, INT_MAX);
+  if (u->fiber) u->fiber->in_call = u->outer_call;  // ShimEntry's destructor will not run
 }
 
 }  // namespace
@@ -252,7 +270,8 @@ int pthread_once(pthread_once_t* once, void (*init)(void)) {
                                        __ATOMIC_ACQUIRE)) {
         continue;
       }
-      init();
+      shim::OnceUnwind on_unwind{word, entry.fiber(), entry.outer_call()};
+      vthread_call_with_unwind_cleanup(init, shim::reset_once_on_unwind, &on_unwind);
       __atomic_store_n(word, shim::kOnceDone, __ATOMIC_RELEASE);
       sched::parking_lot::unpark_all(word);
       // Threads that are not fibers wait on the kernel futex.

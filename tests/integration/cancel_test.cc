@@ -21,6 +21,7 @@
 #include <cxxabi.h>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -740,6 +741,105 @@ TEST(Races, CancelsArrivingAtRandomMomentsAreNeverLost) {
   }
   for (int i = 0; i < kThreads; ++i) EXPECT_EQ(PTHREAD_CANCELED, JoinWithin(threads[i])) << i;
   sem_destroy(&sem);
+}
+
+// ---- pthread_once --------------------------------------------------------------------------------
+
+// The initializer's thread is cancelled inside it: the control goes back to "not run", and a
+// caller that was waiting for it runs its own initializer instead.
+TEST(OnceAndCancel, ACancelledInitializerIsRunByTheNextCaller) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  static std::atomic<bool> in_init{false}, second_calling{false};
+  static std::atomic<int> runs{0};
+  pthread_t first, second;
+  ASSERT_EQ(0, pthread_create(&first, nullptr, [](void*) -> void* {
+    pthread_once(&once, [] {
+      runs++;
+      in_init = true;
+      sleep(kLongSeconds);  // cancelled here
+    });
+    return nullptr;
+  }, nullptr));
+  ASSERT_TRUE(PollUntil([] { return in_init.load(); }));
+  ASSERT_EQ(0, pthread_create(&second, nullptr, [](void*) -> void* {
+    second_calling = true;
+    pthread_once(&once, [] { runs += 10; });
+    return reinterpret_cast<void*>(2);
+  }, nullptr));
+  ASSERT_TRUE(PollUntil([] { return second_calling.load(); }));
+  usleep(20000);  // the second caller waits for the first's initializer
+  EXPECT_EQ(1, runs.load());
+  EXPECT_EQ(0, pthread_cancel(first));
+  EXPECT_EQ(PTHREAD_CANCELED, JoinWithin(first));
+  EXPECT_EQ(reinterpret_cast<void*>(2), JoinWithin(second));
+  EXPECT_EQ(11, runs.load());
+  EXPECT_EQ(0, pthread_once(&once, [] { runs += 100; }));  // done now
+  EXPECT_EQ(11, runs.load());
+}
+
+TEST(OnceAndCancel, AnInitializerThatCallsPthreadExitIsRunAgainLater) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  static std::atomic<int> runs{0};
+  pthread_t t;
+  ASSERT_EQ(0, pthread_create(&t, nullptr, [](void*) -> void* {
+    pthread_once(&once, [] {
+      runs++;
+      pthread_exit(reinterpret_cast<void*>(7));
+    });
+    return nullptr;
+  }, nullptr));
+  EXPECT_EQ(reinterpret_cast<void*>(7), JoinWithin(t));
+  RunInThread([] { EXPECT_EQ(0, pthread_once(&once, [] { runs += 10; })); });
+  EXPECT_EQ(11, runs.load());
+}
+
+// A C++ exception leaves the initializer: it reaches pthread_once's caller, the control is reset,
+// and the waiting caller runs its initializer.
+TEST(OnceAndCancel, AnInitializerThatThrowsIsRunAgainByAWaitingCaller) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  static std::atomic<bool> in_init{false}, second_calling{false};
+  static std::atomic<int> runs{0};
+  pthread_t first, second;
+  ASSERT_EQ(0, pthread_create(&first, nullptr, [](void*) -> void* {
+    try {
+      pthread_once(&once, [] {
+        runs++;
+        in_init = true;
+        while (!second_calling.load()) usleep(1000);
+        usleep(20000);
+        throw std::runtime_error("initializer failed");
+      });
+    } catch (const std::runtime_error&) {
+      return reinterpret_cast<void*>(1);
+    }
+    return nullptr;
+  }, nullptr));
+  ASSERT_TRUE(PollUntil([] { return in_init.load(); }));
+  ASSERT_EQ(0, pthread_create(&second, nullptr, [](void*) -> void* {
+    second_calling = true;
+    pthread_once(&once, [] { runs += 10; });
+    return reinterpret_cast<void*>(2);
+  }, nullptr));
+  EXPECT_EQ(reinterpret_cast<void*>(1), JoinWithin(first));
+  EXPECT_EQ(reinterpret_cast<void*>(2), JoinWithin(second));
+  EXPECT_EQ(11, runs.load());
+}
+
+// The same thread calls again after catching: the initializer runs again (and this time succeeds).
+TEST(OnceAndCancel, TheThrowingThreadItselfCanRetry) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  static int runs = 0;
+  RunHereAndInThread([] {
+    once = PTHREAD_ONCE_INIT;
+    runs = 0;
+    EXPECT_THROW(pthread_once(&once, [] {
+      runs++;
+      throw std::runtime_error("first try");
+    }), std::runtime_error);
+    EXPECT_EQ(0, pthread_once(&once, [] { runs += 10; }));
+    EXPECT_EQ(0, pthread_once(&once, [] { runs += 100; }));
+    EXPECT_EQ(11, runs);
+  });
 }
 
 }  // namespace
