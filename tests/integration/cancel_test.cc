@@ -748,9 +748,13 @@ TEST(Races, CancelsArrivingAtRandomMomentsAreNeverLost) {
 // The initializer's thread is cancelled inside it: the control goes back to "not run", and a
 // caller that was waiting for it runs its own initializer instead.
 TEST(OnceAndCancel, ACancelledInitializerIsRunByTheNextCaller) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  static std::atomic<bool> in_init{false}, second_calling{false};
-  static std::atomic<int> runs{0};
+  static pthread_once_t once;
+  static std::atomic<bool> in_init, second_calling;
+  static std::atomic<int> runs;
+  once = PTHREAD_ONCE_INIT;  // (again, for --gtest_repeat)
+  in_init = false;
+  second_calling = false;
+  runs = 0;
   pthread_t first, second;
   ASSERT_EQ(0, pthread_create(&first, nullptr, [](void*) -> void* {
     pthread_once(&once, [] {
@@ -778,8 +782,10 @@ TEST(OnceAndCancel, ACancelledInitializerIsRunByTheNextCaller) {
 }
 
 TEST(OnceAndCancel, AnInitializerThatCallsPthreadExitIsRunAgainLater) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  static std::atomic<int> runs{0};
+  static pthread_once_t once;
+  static std::atomic<int> runs;
+  once = PTHREAD_ONCE_INIT;
+  runs = 0;
   pthread_t t;
   ASSERT_EQ(0, pthread_create(&t, nullptr, [](void*) -> void* {
     pthread_once(&once, [] {
@@ -796,9 +802,13 @@ TEST(OnceAndCancel, AnInitializerThatCallsPthreadExitIsRunAgainLater) {
 // A C++ exception leaves the initializer: it reaches pthread_once's caller, the control is reset,
 // and the waiting caller runs its initializer.
 TEST(OnceAndCancel, AnInitializerThatThrowsIsRunAgainByAWaitingCaller) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  static std::atomic<bool> in_init{false}, second_calling{false};
-  static std::atomic<int> runs{0};
+  static pthread_once_t once;
+  static std::atomic<bool> in_init, second_calling;
+  static std::atomic<int> runs;
+  once = PTHREAD_ONCE_INIT;  // (again, for --gtest_repeat)
+  in_init = false;
+  second_calling = false;
+  runs = 0;
   pthread_t first, second;
   ASSERT_EQ(0, pthread_create(&first, nullptr, [](void*) -> void* {
     try {
