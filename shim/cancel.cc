@@ -25,27 +25,28 @@ constexpr uint64_t park_mark(uint32_t seq) { return (uint64_t{seq} << 1) | 1; }
 
 // pthread_cancel's half of the protocol in cancel.h, once `pending` is set: if `target` is at a
 // cancellation point, end the park it makes there. Runs with target->lifecycle_lock held, so
-// `state` cannot be freed meanwhile; the target never takes that lock between publishing a park
-// and parking, so this cannot wait on us.
-void interrupt_cancellation_point(sched::Fiber* target, ThreadState* state) {
+// `state` cannot be freed meanwhile. Returns false if the target is between publishing the park
+// and parking (running on another carrier: a few instructions); the caller drops the lock and
+// tries again, because the target may need another fiber's lifecycle lock on its way (join), which
+// another pthread_cancel may hold.
+bool interrupt_cancellation_point(sched::Fiber* target, ThreadState* state) {
   for (;;) {
     uint64_t mark = state->cancel_park.load(std::memory_order_seq_cst);
-    if (mark == 0) return;  // not at a cancellation point: it checks `pending` at its next one
+    if (mark == 0) return true;  // not at a cancellation point: it checks `pending` at its next one
     auto seq = static_cast<uint32_t>(mark >> 1);
     uint64_t word = target->sched_word.load(std::memory_order_seq_cst);
     // That park is over (it checks `pending` again before its next one) or already being woken.
-    if (sched::seq_of(word) != seq) return;
+    if (sched::seq_of(word) != seq) return true;
     sched::FiberState now = sched::state_of(word);
     if (now == sched::FiberState::kParked) {
       // Parked at `seq`: make sure that park is the cancellation point's. A park that began after
       // the mark was cleared would show here as a cleared (or different) mark.
       if (state->cancel_park.load(std::memory_order_seq_cst) != mark) continue;
-      if (sched::interrupt(sched::ParkTicket{target, seq})) return;
+      if (sched::interrupt(sched::ParkTicket{target, seq})) return true;
       continue;  // woken meanwhile, or the mark moved: look again
     }
-    if (now != sched::FiberState::kRunning) return;  // runnable: it will look at `pending`
-    // Between publishing the mark and parking, on another carrier: a few instructions.
-    sched::cpu_relax();
+    if (now != sched::FiberState::kRunning) return true;  // runnable: it will look at `pending`
+    return false;
   }
 }
 
@@ -108,8 +109,16 @@ int pthread_cancel(pthread_t thread) {
     // Exited, or past its exit sequence's point of no return: as glibc, the outcome is settled.
     if (!state) return 0;
     before = state->cancel.fetch_or(shim::kCancelPending, std::memory_order_seq_cst);
-    if (target != self && !(before & (shim::kCancelDisabled | shim::kCancelExiting))) {
-      shim::interrupt_cancellation_point(target, state);
+  }
+  if (target != self && !(before & (shim::kCancelDisabled | shim::kCancelExiting))) {
+    for (;;) {
+      {
+        sched::SpinlockGuard hold(target->lifecycle_lock);
+        // Stop if it has exited meanwhile (its state is gone, or is a new thread's).
+        if (target->user_data != state || !(state->cancel.load() & shim::kCancelPending)) break;
+        if (shim::interrupt_cancellation_point(target, state)) break;
+      }
+      sched::cpu_relax();
     }
   }
   // glibc acts at once on itself when the type is asynchronous.
