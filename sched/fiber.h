@@ -54,8 +54,9 @@ enum class WaitReason : uint8_t {
 };
 const char* wait_reason_name(WaitReason reason);
 
-// How the last park ended.
-enum class WakeReason : uint8_t { kNone, kUnparked, kTimeout };
+// How the last park ended. kInterrupted: interrupt() ended it (pthread_cancel of a thread parked at
+// a cancellation point).
+enum class WakeReason : uint8_t { kNone, kUnparked, kTimeout, kInterrupted };
 
 // Identifies one park of one fiber. A waker holding a ticket from an earlier park cannot wake a
 // later one: the sequence number in the fiber's state word has moved on.

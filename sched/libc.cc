@@ -109,6 +109,10 @@ VTHREAD_REAL(int, pthread_setschedparam, (pthread_t thread, int policy, const st
 VTHREAD_REAL(int, pthread_setschedprio, (pthread_t thread, int priority), (thread, priority))
 VTHREAD_REAL(void, __pthread_register_cancel, (__pthread_unwind_buf_t* buf), (buf))
 VTHREAD_REAL(void, __pthread_unregister_cancel, (__pthread_unwind_buf_t* buf), (buf))
+VTHREAD_REAL(int, pthread_cancel, (pthread_t thread), (thread))
+VTHREAD_REAL(int, pthread_setcancelstate, (int state, int* old_state), (state, old_state))
+VTHREAD_REAL(int, pthread_setcanceltype, (int type, int* old_type), (type, old_type))
+VTHREAD_REAL(void, pthread_testcancel, (), ())
 
 #undef VTHREAD_REAL
 

@@ -55,6 +55,10 @@ int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* par
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
 [[noreturn]] void pthread_exit(void* value);
+int pthread_cancel(pthread_t thread);
+int pthread_setcancelstate(int state, int* old_state);
+int pthread_setcanceltype(int type, int* old_type);
+void pthread_testcancel();
 void __pthread_register_cancel(__pthread_unwind_buf_t* buf);
 void __pthread_unregister_cancel(__pthread_unwind_buf_t* buf);
 [[noreturn]] void __pthread_unwind_next(__pthread_unwind_buf_t* buf);

@@ -93,11 +93,11 @@ JoinResult join(Fiber* target, Nanos deadline, void** result) {
   }
   while (!target->exited.load(std::memory_order_acquire)) {
     auto r = parking_lot::park(&target->exited, has_not_exited, target, WaitReason::kJoin, deadline);
-    if (r == parking_lot::ParkResult::kTimedOut) {
+    if (r == parking_lot::ParkResult::kTimedOut || r == parking_lot::ParkResult::kInterrupted) {
       SpinlockGuard hold(target->lifecycle_lock);
       if (!target->exited.load(std::memory_order_relaxed)) {
         target->joiner = nullptr;
-        return JoinResult::kTimedOut;
+        return r == parking_lot::ParkResult::kTimedOut ? JoinResult::kTimedOut : JoinResult::kInterrupted;
       }
     }
   }

@@ -122,16 +122,15 @@ ParkResult park(const void* address, bool (*validate)(void*), void* arg, WaitRea
     return ParkResult::kInvalid;
   }
   bucket.append(&node);
-  if (sched::park(reason, deadline, unlock_bucket, &bucket) == WakeReason::kUnparked) {
-    return ParkResult::kUnparked;
-  }
-  // Timed out. A waker may have dequeued the node meanwhile and lost the race to the timer; it
-  // moved on to the next waiter, so there is nothing to hand back. The node may have been requeued
-  // to another bucket.
+  WakeReason why = sched::park(reason, deadline, unlock_bucket, &bucket);
+  if (why == WakeReason::kUnparked) return ParkResult::kUnparked;
+  // Timed out or interrupted. A waker may have dequeued the node meanwhile and lost the race to the
+  // timer (or interrupt); it moved on to the next waiter, so there is nothing to hand back. The node
+  // may have been requeued to another bucket.
   Bucket& current = lock_bucket_of(&node);
   if (node.queued) current.remove(&node);
   current.lock.unlock();
-  return ParkResult::kTimedOut;
+  return why == WakeReason::kInterrupted ? ParkResult::kInterrupted : ParkResult::kTimedOut;
 }
 
 size_t unpark(const void* address, size_t limit, uint32_t tag_filter) {

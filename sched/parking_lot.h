@@ -20,7 +20,8 @@
 
 namespace vthread::sched::parking_lot {
 
-enum class ParkResult { kUnparked, kTimedOut, kInvalid };
+// kInterrupted: sched::interrupt() ended the park; the waiter has left the queue, as on a timeout.
+enum class ParkResult { kUnparked, kTimedOut, kInvalid, kInterrupted };
 
 constexpr uint32_t kAnyTag = ~0u;
 

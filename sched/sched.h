@@ -68,10 +68,22 @@ WakeReason park(WaitReason reason, Nanos deadline, void (*commit)(void*), void* 
 // already (woken by someone else, or timed out). Callable from any context.
 bool unpark(ParkTicket ticket);
 
+// Ends the park of `ticket` with WakeReason::kInterrupted if it is still in progress, exactly as
+// unpark() would (the same compare-and-swap, so it races cleanly with a wake or a timeout). Returns
+// false if that park already ended or has not begun. Callable from any context.
+//
+// It takes a ticket rather than a bare fiber on purpose: the caller (pthread_cancel) must end only a
+// park it knows is interruptible (one made at a cancellation point), never a later park of the
+// same fiber (a mutex wait in a cleanup handler). The sequence number in the ticket pins the park.
+// Nothing else is done: the parker sees kInterrupted and decides what it means.
+bool interrupt(ParkTicket ticket);
+
 // Parks until `deadline` (monotonic ns) has passed.
 void sleep_until(Nanos deadline);
 
-enum class JoinResult { kJoined, kDetached, kDeadlock, kAlreadyJoined, kTimedOut, kBusy };
+// kInterrupted: the joiner's park was ended by interrupt(); `target` is left joinable, as after a
+// timeout.
+enum class JoinResult { kJoined, kDetached, kDeadlock, kAlreadyJoined, kTimedOut, kBusy, kInterrupted };
 
 // A join deadline meaning "do not wait at all" (pthread_tryjoin_np).
 constexpr Nanos kTryJoin = INT64_MIN;

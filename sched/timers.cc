@@ -62,6 +62,11 @@ size_t fire_due_timers(Carrier* c, Nanos now) {
   }
 }
 
+// Not a timer, but the same kind of event: something other than the parker's waker ends a park,
+// through the same compare-and-swap as wake(), so it resolves against a wake or a timeout exactly
+// as those two resolve against each other.
+bool interrupt(ParkTicket ticket) { return wake(ticket, WakeReason::kInterrupted); }
+
 bool timers_due(Carrier* c, Nanos* now) {
   Nanos earliest = c->earliest_timer.load(std::memory_order_acquire);
   if (earliest == kNoDeadline) return false;

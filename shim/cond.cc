@@ -8,12 +8,17 @@
 //
 // Process-shared condition variables, and waits with a mutex glibc manages (see mutex.cc), stay
 // glibc's.
+//
+// The waits are cancellation points. A cancel acts with the mutex held again, as POSIX requires:
+// on entry before the mutex is released, or after pthread_cancel ended the park and the mutex was
+// re-taken. A wait that was woken normally returns normally; the cancel stays pending.
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
 #include "shim/time_convert.h"
@@ -51,11 +56,17 @@ clockid_t clock_of(pthread_cond_t* cond) {
 }
 
 int wait(pthread_cond_t* cond, pthread_mutex_t* mutex, sched::Nanos deadline) {
+  sched::Fiber* self = sched::current();
   int seen = __atomic_load_n(sequence(cond), __ATOMIC_ACQUIRE);
   __atomic_store_n(waiters_mutex(cond), mutex, __ATOMIC_RELAXED);
   if (int err = mutex_unlock(mutex)) return err;
-  WaitResult r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
+  WaitResult r = WaitResult::kInterrupted;
+  if (!arm_cancel(self)) {
+    r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
+    disarm_cancel(self);
+  }
   mutex_relock_after_wait(mutex);
+  if (r == WaitResult::kInterrupted) act_on_cancel(self);  // with the mutex held again
   return r == WaitResult::kTimedOut ? ETIMEDOUT : 0;
 }
 
@@ -76,20 +87,29 @@ extern "C" {
 
 int pthread_cond_wait(pthread_cond_t* cond, pthread_mutex_t* mutex) {
   ShimEntry entry("pthread_cond_wait");
-  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_wait(cond, mutex);
+  if (shim::kernel_managed(cond, mutex)) {
+    shim::cancellation_point(entry.fiber());  // glibc's wait cannot see our cancel; check on entry
+    return libc::pthread_cond_wait(cond, mutex);
+  }
   return shim::wait(cond, mutex, sched::kNoDeadline);
 }
 
 int pthread_cond_timedwait(pthread_cond_t* cond, pthread_mutex_t* mutex, const struct timespec* abstime) {
   ShimEntry entry("pthread_cond_timedwait");
-  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_timedwait(cond, mutex, abstime);
+  if (shim::kernel_managed(cond, mutex)) {
+    shim::cancellation_point(entry.fiber());
+    return libc::pthread_cond_timedwait(cond, mutex, abstime);
+  }
   return shim::timed_wait(cond, mutex, shim::clock_of(cond), abstime);
 }
 
 int pthread_cond_clockwait(pthread_cond_t* cond, pthread_mutex_t* mutex, clockid_t clock,
                            const struct timespec* abstime) {
   ShimEntry entry("pthread_cond_clockwait");
-  if (shim::kernel_managed(cond, mutex)) return libc::pthread_cond_clockwait(cond, mutex, clock, abstime);
+  if (shim::kernel_managed(cond, mutex)) {
+    shim::cancellation_point(entry.fiber());
+    return libc::pthread_cond_clockwait(cond, mutex, clock, abstime);
+  }
   if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
   return shim::timed_wait(cond, mutex, clock, abstime);
 }

@@ -6,11 +6,13 @@
 // which finds the calling fiber once (nullptr: the caller is not a fiber — the runtime has not
 // started, or the thread is one glibc made behind our back) and records, for the duration of the
 // call, which interposed function the fiber is in, so that dumps and debuggers can show it.
-// Tracing, call statistics and deferred-preemption checks belong here too.
+// Tracing, call statistics and deferred-preemption checks belong here too. A due asynchronous
+// cancel is acted on here (see cancel.h).
 #ifndef VTHREAD_SHIM_ENTRY_H_
 #define VTHREAD_SHIM_ENTRY_H_
 
 #include "sched/sched.h"
+#include "shim/cancel.h"
 
 namespace vthread::shim {
 
@@ -20,6 +22,7 @@ class ShimEntry {
     if (fiber_) {
       outer_call_ = fiber_->in_call;
       fiber_->in_call = function;
+      async_cancellation_point(fiber_);
     }
   }
   ~ShimEntry() {
@@ -30,6 +33,8 @@ class ShimEntry {
 
   // The calling fiber, or nullptr if the caller is not one.
   sched::Fiber* fiber() const { return fiber_; }
+  // What the fiber was in before this call (for restoring it when the call is left by unwinding).
+  const char* outer_call() const { return outer_call_; }
 
  private:
   sched::Fiber* fiber_;

@@ -81,6 +81,7 @@ long emulated_wait(const FutexCall& c, uint32_t bitset, bool absolute) {
     case WaitResult::kWoken: return 0;
     case WaitResult::kTimedOut: return park_until < deadline ? 0 : -ETIMEDOUT;
     case WaitResult::kValueChanged: return -EAGAIN;
+    case WaitResult::kInterrupted: return 0;  // never armed: glibc's syscall() is no cancellation point
   }
   return 0;
 }

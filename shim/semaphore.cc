@@ -8,6 +8,10 @@
 // another process, which only wakes the kernel's sleepers: a fiber waiting on one re-checks the
 // value every kSharedRecheck, and our posts also wake the kernel's sleepers as glibc's do. Threads
 // that are not fibers use glibc's own calls on shared semaphores.
+//
+// sem_wait, sem_timedwait and sem_clockwait are cancellation points: as glibc, they act on a pending
+// cancel on entry (after validating the timeout) whether or not they would wait, and pthread_cancel
+// ends the wait. A wait that took a unit returns normally; the cancel stays pending.
 #include <errno.h>
 #include <limits.h>  // SEM_VALUE_MAX
 #include <linux/futex.h>
@@ -19,6 +23,7 @@
 
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
 #include "shim/time_convert.h"
@@ -57,11 +62,15 @@ int fail(int err) {
 // Takes one unit, waiting until `deadline`. Returns 0 or -1 with errno, as sem_wait does.
 int take(sem_t* sem, sched::Nanos deadline) {
   GlibcSemaphore* s = state(sem);
+  sched::Fiber* self = sched::current();
+  cancellation_point(self);
   while (!try_take(s)) {
     sched::Nanos now = sched::monotonic_now();
     if (deadline != sched::kNoDeadline && now >= deadline) return fail(ETIMEDOUT);
     sched::Nanos until = is_shared(sem) ? std::min(deadline, sched::deadline_after(now, kSharedRecheck)) : deadline;
+    if (arm_cancel(self)) act_on_cancel(self);
     wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, until);
+    disarm_cancel(self);  // an interrupted wait acts at the next lap's arm_cancel, unless a unit came
   }
   return 0;
 }
@@ -85,7 +94,7 @@ int sem_init(sem_t* sem, int pshared, unsigned value) {
 
 int sem_wait(sem_t* sem) {
   ShimEntry entry("sem_wait");
-  if (shim::left_to_glibc(sem)) return libc::sem_wait(sem);
+  if (shim::left_to_glibc(sem)) return libc::sem_wait(sem);  // glibc's own cancellation point
   return shim::take(sem, sched::kNoDeadline);
 }
 

@@ -3,13 +3,15 @@
 // single-threaded program exactly as it was.
 //
 // Sleeps on a fiber are not interrupted by signals yet (EINTR and the remaining time come with
-// per-fiber signal delivery).
+// per-fiber signal delivery). All four sleeps are cancellation points, as in glibc: they act on a
+// pending cancel on entry, even for a zero delay, and pthread_cancel ends the sleep.
 #include <errno.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sched/libc.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/time_convert.h"
 
@@ -26,7 +28,19 @@ bool sleeps_on_monotonic(clockid_t clock) {
   return clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC || clock == CLOCK_BOOTTIME || clock == CLOCK_TAI;
 }
 
-void sleep_for(sched::Nanos delay) { sched::sleep_until(sched::deadline_after(sched::monotonic_now(), delay)); }
+// sched::sleep_until, as a cancellation point: each park may be ended by pthread_cancel, and the
+// next lap then acts on it.
+void sleep_until(sched::Fiber* self, sched::Nanos deadline) {
+  while (sched::monotonic_now() < deadline) {
+    if (shim::arm_cancel(self)) shim::act_on_cancel(self);
+    sched::park(sched::WaitReason::kSleep, deadline, nullptr, nullptr);
+    shim::disarm_cancel(self);
+  }
+}
+
+void sleep_for(sched::Fiber* self, sched::Nanos delay) {
+  sleep_until(self, sched::deadline_after(sched::monotonic_now(), delay));
+}
 
 }  // namespace
 
@@ -34,49 +48,51 @@ extern "C" {
 
 int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining) {
   ShimEntry entry("clock_nanosleep");
-  if (!entry.fiber() || !sleeps_on_monotonic(clock)) {
-    if (clock == CLOCK_THREAD_CPUTIME_ID) return EINVAL;  // glibc refuses it before the kernel sees it
-    return libc::clock_nanosleep(clock, flags, request, remaining);
-  }
+  if (clock == CLOCK_THREAD_CPUTIME_ID) return EINVAL;  // glibc refuses it before the kernel sees it
+  shim::cancellation_point(entry.fiber());
+  if (!entry.fiber() || !sleeps_on_monotonic(clock)) return libc::clock_nanosleep(clock, flags, request, remaining);
   if (!shim::valid_timespec(*request) || request->tv_sec < 0) return EINVAL;
   if (flags & TIMER_ABSTIME) {
-    sched::sleep_until(shim::monotonic_deadline(clock, *request));
+    sleep_until(entry.fiber(), shim::monotonic_deadline(clock, *request));
   } else {
-    sleep_for(sched::timespec_to_nanos(*request));
+    sleep_for(entry.fiber(), sched::timespec_to_nanos(*request));
   }
   return 0;
 }
 
 int nanosleep(const struct timespec* request, struct timespec* remaining) {
   ShimEntry entry("nanosleep");
+  shim::cancellation_point(entry.fiber());
   if (!entry.fiber()) return libc::nanosleep(request, remaining);
   if (!shim::valid_timespec(*request) || request->tv_sec < 0) {
     errno = EINVAL;
     return -1;
   }
-  sleep_for(sched::timespec_to_nanos(*request));
+  sleep_for(entry.fiber(), sched::timespec_to_nanos(*request));
   return 0;
 }
 
 unsigned int sleep(unsigned int seconds) {
   ShimEntry entry("sleep");
+  shim::cancellation_point(entry.fiber());
   if (!entry.fiber()) {
     struct timespec request = {static_cast<time_t>(seconds), 0};
     struct timespec remaining = {0, 0};
     if (libc::nanosleep(&request, &remaining) == 0) return 0;
     return static_cast<unsigned>(remaining.tv_sec) + (remaining.tv_nsec > 0);
   }
-  sleep_for(sched::Nanos{seconds} * sched::kNanosPerSecond);
+  sleep_for(entry.fiber(), sched::Nanos{seconds} * sched::kNanosPerSecond);
   return 0;
 }
 
 int usleep(useconds_t microseconds) {
   ShimEntry entry("usleep");
+  shim::cancellation_point(entry.fiber());
   if (!entry.fiber()) {
     struct timespec request = {static_cast<time_t>(microseconds / 1000000), static_cast<long>(microseconds % 1000000) * 1000};
     return libc::nanosleep(&request, nullptr);
   }
-  sleep_for(sched::Nanos{microseconds} * 1000);
+  sleep_for(entry.fiber(), sched::Nanos{microseconds} * 1000);
   return 0;
 }
 

@@ -32,6 +32,7 @@ WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sche
       case sched::parking_lot::ParkResult::kUnparked: return WaitResult::kWoken;
       case sched::parking_lot::ParkResult::kTimedOut: return WaitResult::kTimedOut;
       case sched::parking_lot::ParkResult::kInvalid: return WaitResult::kValueChanged;
+      case sched::parking_lot::ParkResult::kInterrupted: return WaitResult::kInterrupted;
     }
   }
   // Not a fiber: sleep in the kernel on the same word.

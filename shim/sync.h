@@ -20,7 +20,8 @@ constexpr sched::Nanos kTryOnly = INT64_MIN;
 constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
 
 // What a wait on a word ended with.
-enum class WaitResult { kWoken, kTimedOut, kValueChanged };
+// kInterrupted: pthread_cancel ended the wait (only waits bracketed by arm_cancel, see cancel.h).
+enum class WaitResult { kWoken, kTimedOut, kValueChanged, kInterrupted };
 
 // Waits while *word == expected (checked atomically with going to sleep), until woken through
 // wake_word_*, or the monotonic deadline. `foreign_waiters` counts waiting non-fibers so that wakers

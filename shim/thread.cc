@@ -21,10 +21,12 @@
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
 #include "sched/spinlock.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/settings.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
+#include "shim/unwind_guard.h"
 
 namespace vthread::shim {
 namespace {
@@ -69,6 +71,7 @@ int join_error(sched::JoinResult r) {
     case sched::JoinResult::kDeadlock: return EDEADLK;
     case sched::JoinResult::kTimedOut: return ETIMEDOUT;
     case sched::JoinResult::kBusy: return EBUSY;
+    case sched::JoinResult::kInterrupted: return EINTR;  // not returned: the joiner acts on the cancel
   }
   return EINVAL;
 }
@@ -87,7 +90,20 @@ int join_fiber(ShimEntry& entry, pthread_t handle, void** result, sched::Nanos d
       libc::nanosleep(&pause, nullptr);
     }
   }
-  return join_error(sched::join(target, deadline, result));
+  // A cancellation point when it has to wait, as glibc's (which acts only while the target runs, and
+  // after its EDEADLK/EINVAL checks). pthread_tryjoin_np is none.
+  Fiber* self = entry.fiber();
+  bool cancellable = false;
+  if (deadline != sched::kTryJoin && target != self) {
+    sched::SpinlockGuard hold(target->lifecycle_lock);
+    cancellable = !target->detached && !target->exited.load(std::memory_order_relaxed);
+  }
+  if (cancellable && arm_cancel(self)) act_on_cancel(self);
+  sched::JoinResult r = sched::join(target, deadline, result);
+  if (cancellable) disarm_cancel(self);
+  // The target is left joinable (sched::join undid our claim), as glibc's join cleanup handler does.
+  if (r == sched::JoinResult::kInterrupted) act_on_cancel(self);
+  return join_error(r);
 }
 
 // pthread_once states, compatible with glibc's encoding (__PTHREAD_ONCE_INPROGRESS = 1,
@@ -99,6 +115,23 @@ bool once_in_progress(void* once) {
   return __atomic_load_n(static_cast<int*>(once), __ATOMIC_ACQUIRE) == kOnceInProgress;
 }
 
+struct OnceUnwind {
+  int* word;
+  Fiber* fiber;
+  const char* outer_call;
+};
+
+// The initializer was left by unwinding (it threw, or its thread exited or was cancelled). As
+// glibc's clear_once_control: the control goes back to "not run" and the waiters wake, so that one
+// of them (or a later caller) runs the initializer.
+void reset_once_on_unwind(void* arg) {
+  auto* u = static_cast<OnceUnwind*>(arg);
+  __atomic_store_n(u->word, 0, __ATOMIC_RELEASE);
+  sched::parking_lot::unpark_all(u->word);
+  vthread::arch::raw_syscall(SYS_futex, u->word, FUTEX_WAKE_PRIVATE, INT_MAX);
+  if (u->fiber) u->fiber->in_call = u->outer_call;  // ShimEntry's destructor will not run
+}
+
 }  // namespace
 
 bool ensure_runtime() {
@@ -108,6 +141,7 @@ bool ensure_runtime() {
   g_main_tid = static_cast<int>(gettid());
   Fiber* main = sched::main_fiber();
   if (main) name_main_fiber(main);
+  thread_state();  // now, so that pthread_cancel finds every live fiber's state without making one
   pthread_attr_t defaults;
   size_t default_stack = 8 << 20;
   if (pthread_getattr_default_np(&defaults) == 0) {
@@ -236,7 +270,8 @@ int pthread_once(pthread_once_t* once, void (*init)(void)) {
                                        __ATOMIC_ACQUIRE)) {
         continue;
       }
-      init();
+      shim::OnceUnwind on_unwind{word, entry.fiber(), entry.outer_call()};
+      vthread_call_with_unwind_cleanup(init, shim::reset_once_on_unwind, &on_unwind);
       __atomic_store_n(word, shim::kOnceDone, __ATOMIC_RELEASE);
       sched::parking_lot::unpark_all(word);
       // Threads that are not fibers wait on the kernel futex.

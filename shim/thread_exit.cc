@@ -18,6 +18,8 @@
 
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
+#include "sched/spinlock.h"
+#include "shim/cancel.h"
 #include "shim/entry.h"
 #include "shim/thread_state.h"
 
@@ -96,7 +98,11 @@ void finish_thread(ThreadState* state, void* value) {
   // initial thread runs neither when it calls pthread_exit; exit() runs its thread_locals'.)
   if (!self->is_main) sched::run_thread_local_destructors();
   run_key_destructors(state);
-  if (self->user_data == state) self->user_data = nullptr;
+  {
+    // pthread_cancel reads user_data under this lock; from here on it finds none and returns 0.
+    sched::SpinlockGuard hold(self->lifecycle_lock);
+    if (self->user_data == state) self->user_data = nullptr;
+  }
   free(state);
   // The last thread to exit ends the process with status 0, running atexit handlers, as glibc does.
   sched::exit_current(value, [] { exit(0); });
@@ -122,6 +128,8 @@ void pthread_exit(void* value) {
   shim::ThreadState* state = shim::thread_state();
   if (!state) sched::exit_current(value, [] { exit(0); });
   state->exit_value = value;
+  // No cancel acts from now on, even at cancellation points in cleanup handlers (glibc's EXITING_BIT).
+  state->cancel.fetch_or(shim::kCancelExiting, std::memory_order_acq_rel);
   shim::unwind(state);
 }
 

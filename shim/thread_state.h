@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <unwind.h>
 
+#include <atomic>
+
 #include "sched/sched.h"
 
 namespace vthread::shim {
@@ -29,6 +31,11 @@ struct ThreadState {
   void* exit_frame;               // thread_entry's frame, where unwinding stops (null: main fiber)
   _Unwind_Exception exit_exception;       // the forced unwind in flight
   __pthread_unwind_buf_t* cleanup_chain;  // innermost C pthread_cleanup_push buffer
+  // Cancellation (cancel.h): the kCancel* bits, and the park a cancellation point is about to make
+  // or is in, as (park sequence << 1) | 1, or 0. pthread_cancel reads and writes them from other
+  // threads, hence atomics.
+  std::atomic<uint32_t> cancel;
+  std::atomic<uint64_t> cancel_park;
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
   int sched_policy;               // pthread_setschedparam's values (SCHED_OTHER = 0 by default)
   int sched_priority;

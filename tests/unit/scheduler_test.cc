@@ -213,6 +213,34 @@ TEST_F(SchedulerTest, RequeueMovesWaitersWhoThenWakeOrTimeOutFromTheirNewAddress
   EXPECT_EQ(parking_lot::unpark_all(&to), 0u);
 }
 
+// interrupt() ends exactly the park its ticket names: a parking-lot waiter leaves its queue (so a
+// later unpark finds nobody), a stale ticket does nothing, and a fiber that is not parked yet is
+// not affected.
+TEST_F(SchedulerTest, InterruptEndsTheTicketsParkAndDequeuesTheWaiter) {
+  static int word = 0;
+  std::atomic<uint32_t> seq{0};
+  std::atomic<int> result{-1};
+  auto body = [&]() -> void* {
+    seq = park_ticket().seq;
+    result = static_cast<int>(parking_lot::park(&word, nullptr, nullptr, WaitReason::kTestPark, kNoDeadline));
+    // A second park, with the next sequence number: the old ticket must not end it.
+    parking_lot::park(&word, nullptr, nullptr, WaitReason::kTestPark, kNoDeadline);
+    return nullptr;
+  };
+  Fiber* f = go(&body);
+  while (state_of(f->sched_word.load()) != FiberState::kParked) yield();
+  const uint32_t first = seq.load();
+  EXPECT_FALSE(interrupt(ParkTicket{f, first + 1}));  // a park that has not begun
+  EXPECT_TRUE(interrupt(ParkTicket{f, first}));
+  EXPECT_FALSE(interrupt(ParkTicket{f, first}));      // already ended
+  while (result.load() < 0) yield();
+  EXPECT_EQ(result.load(), static_cast<int>(parking_lot::ParkResult::kInterrupted));
+  while (seq_of(f->sched_word.load()) == first || state_of(f->sched_word.load()) != FiberState::kParked) yield();
+  EXPECT_FALSE(interrupt(ParkTicket{f, first}));      // stale: the second park goes on
+  EXPECT_EQ(parking_lot::unpark_all(&word), 1u);      // only the second park was still queued
+  join_value(f);
+}
+
 TEST_F(SchedulerTest, UnparkFiltersOnTags) {
   static int word = 0;
   std::atomic<int> woken_mask{0};

@@ -1,0 +1,171 @@
+// pthread_cancel, pthread_setcancelstate, pthread_setcanceltype, pthread_testcancel, and the
+// helpers the interposed cancellation points use. See cancel.h for the protocol.
+//
+// The cancellation points among the interposed calls are glibc's: the join family (not
+// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits and
+// pthread_testcancel. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
+// Threads that are not fibers keep glibc's own cancellation (their calls go to glibc).
+#include "shim/cancel.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#include "sched/libc.h"
+#include "sched/spinlock.h"
+#include "shim/entry.h"
+
+namespace vthread::shim {
+namespace {
+
+ThreadState* cancel_state_of(sched::Fiber* fiber) {
+  return fiber ? static_cast<ThreadState*>(fiber->user_data) : nullptr;
+}
+
+constexpr uint64_t park_mark(uint32_t seq) { return (uint64_t{seq} << 1) | 1; }
+
+// pthread_cancel's half of the protocol in cancel.h, once `pending` is set: if `target` is at a
+// cancellation point, end the park it makes there. Runs with target->lifecycle_lock held, so
+// `state` cannot be freed meanwhile. Returns false if the target is between publishing the park
+// and parking (running on another carrier: a few instructions); the caller drops the lock and
+// tries again, because the target may need another fiber's lifecycle lock on its way (join), which
+// another pthread_cancel may hold.
+bool interrupt_cancellation_point(sched::Fiber* target, ThreadState* state) {
+  for (;;) {
+    uint64_t mark = state->cancel_park.load(std::memory_order_seq_cst);
+    if (mark == 0) return true;  // not at a cancellation point: it checks `pending` at its next one
+    auto seq = static_cast<uint32_t>(mark >> 1);
+    uint64_t word = target->sched_word.load(std::memory_order_seq_cst);
+    // That park is over (it checks `pending` again before its next one) or already being woken.
+    if (sched::seq_of(word) != seq) return true;
+    sched::FiberState now = sched::state_of(word);
+    if (now == sched::FiberState::kParked) {
+      // Parked at `seq`: make sure that park is the cancellation point's. A park that began after
+      // the mark was cleared would show here as a cleared (or different) mark.
+      if (state->cancel_park.load(std::memory_order_seq_cst) != mark) continue;
+      if (sched::interrupt(sched::ParkTicket{target, seq})) return true;
+      continue;  // woken meanwhile, or the mark moved: look again
+    }
+    if (now != sched::FiberState::kRunning) return true;  // runnable: it will look at `pending`
+    return false;
+  }
+}
+
+}  // namespace
+
+void act_on_cancel(ThreadState* state) {
+  state->cancel_park.store(0, std::memory_order_relaxed);
+  state->cancel.fetch_or(kCancelExiting, std::memory_order_acq_rel);
+  pthread_exit(PTHREAD_CANCELED);
+}
+
+void act_on_cancel(sched::Fiber* self) { act_on_cancel(cancel_state_of(self)); }
+
+void cancellation_point(sched::Fiber* self) {
+  ThreadState* state = cancel_state_of(self);
+  if (state && cancel_due(state->cancel.load(std::memory_order_acquire))) act_on_cancel(state);
+}
+
+bool arm_cancel(sched::Fiber* self) {
+  ThreadState* state = cancel_state_of(self);
+  if (!state) return false;
+  // Only this thread changes `disabled` and `exiting`; a disabled thread is never interrupted.
+  if (state->cancel.load(std::memory_order_relaxed) & (kCancelDisabled | kCancelExiting)) return false;
+  state->cancel_park.store(park_mark(sched::park_ticket().seq), std::memory_order_seq_cst);
+  if (state->cancel.load(std::memory_order_seq_cst) & kCancelPending) {
+    state->cancel_park.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
+
+void disarm_cancel(sched::Fiber* self) {
+  if (ThreadState* state = cancel_state_of(self)) state->cancel_park.store(0, std::memory_order_seq_cst);
+}
+
+}  // namespace vthread::shim
+
+namespace sched = vthread::sched;
+namespace shim = vthread::shim;
+namespace libc = vthread::libc;
+using vthread::shim::ShimEntry;
+
+extern "C" {
+
+int pthread_cancel(pthread_t thread) {
+  ShimEntry entry("pthread_cancel");
+  // The main thread cancelling itself before any thread exists: become the main fiber first, as
+  // pthread_exit does, so that every later cancellation point sees the request.
+  if (!sched::started() && pthread_equal(thread, libc::pthread_self()) && !shim::ensure_runtime()) {
+    return libc::pthread_cancel(thread);
+  }
+  sched::Fiber* self = sched::current();
+  sched::Fiber* target = shim::fiber_of(thread);
+  if (!target) return ESRCH;
+  shim::ThreadState* state;
+  uint32_t before;
+  {
+    sched::SpinlockGuard hold(target->lifecycle_lock);
+    state = static_cast<shim::ThreadState*>(target->user_data);
+    // Exited, or past its exit sequence's point of no return: as glibc, the outcome is settled.
+    if (!state) return 0;
+    before = state->cancel.fetch_or(shim::kCancelPending, std::memory_order_seq_cst);
+  }
+  if (target != self && !(before & (shim::kCancelDisabled | shim::kCancelExiting))) {
+    for (;;) {
+      {
+        sched::SpinlockGuard hold(target->lifecycle_lock);
+        // Stop if it has exited meanwhile (its state is gone, or is a new thread's).
+        if (target->user_data != state || !(state->cancel.load() & shim::kCancelPending)) break;
+        if (shim::interrupt_cancellation_point(target, state)) break;
+      }
+      sched::cpu_relax();
+    }
+  }
+  // glibc acts at once on itself when the type is asynchronous.
+  if (target == self && shim::async_cancel_due(before | shim::kCancelPending)) shim::act_on_cancel(state);
+  return 0;
+}
+
+int pthread_setcancelstate(int new_state, int* old_state) {
+  ShimEntry entry("pthread_setcancelstate");
+  if (new_state != PTHREAD_CANCEL_ENABLE && new_state != PTHREAD_CANCEL_DISABLE) return EINVAL;
+  if (!entry.fiber() && sched::started()) return libc::pthread_setcancelstate(new_state, old_state);
+  shim::ThreadState* state = shim::thread_state();  // before the runtime starts: the main thread's
+  if (!state) return libc::pthread_setcancelstate(new_state, old_state);
+  uint32_t before = new_state == PTHREAD_CANCEL_DISABLE
+                        ? state->cancel.fetch_or(shim::kCancelDisabled, std::memory_order_acq_rel)
+                        : state->cancel.fetch_and(~shim::kCancelDisabled, std::memory_order_acq_rel);
+  if (old_state) *old_state = (before & shim::kCancelDisabled) ? PTHREAD_CANCEL_DISABLE : PTHREAD_CANCEL_ENABLE;
+  // As glibc: enabling with an asynchronous cancel pending acts now; a deferred one waits for the
+  // next cancellation point.
+  uint32_t after = new_state == PTHREAD_CANCEL_DISABLE ? before | shim::kCancelDisabled
+                                                       : before & ~shim::kCancelDisabled;
+  if (shim::async_cancel_due(after)) shim::act_on_cancel(state);
+  return 0;
+}
+
+int pthread_setcanceltype(int new_type, int* old_type) {
+  ShimEntry entry("pthread_setcanceltype");
+  if (new_type != PTHREAD_CANCEL_DEFERRED && new_type != PTHREAD_CANCEL_ASYNCHRONOUS) return EINVAL;
+  if (!entry.fiber() && sched::started()) return libc::pthread_setcanceltype(new_type, old_type);
+  shim::ThreadState* state = shim::thread_state();
+  if (!state) return libc::pthread_setcanceltype(new_type, old_type);
+  // Asynchronous cancellation is recorded; without preemption it takes effect at the next entry
+  // into the shim (see cancel.h).
+  uint32_t before = new_type == PTHREAD_CANCEL_ASYNCHRONOUS
+                        ? state->cancel.fetch_or(shim::kCancelAsync, std::memory_order_acq_rel)
+                        : state->cancel.fetch_and(~shim::kCancelAsync, std::memory_order_acq_rel);
+  if (old_type) *old_type = (before & shim::kCancelAsync) ? PTHREAD_CANCEL_ASYNCHRONOUS : PTHREAD_CANCEL_DEFERRED;
+  uint32_t after = new_type == PTHREAD_CANCEL_ASYNCHRONOUS ? before | shim::kCancelAsync
+                                                           : before & ~shim::kCancelAsync;
+  if (shim::async_cancel_due(after)) shim::act_on_cancel(state);
+  return 0;
+}
+
+void pthread_testcancel(void) {
+  ShimEntry entry("pthread_testcancel");
+  if (!entry.fiber() && sched::started()) return libc::pthread_testcancel();
+  shim::cancellation_point(entry.fiber());
+}
+
+}  // extern "C"

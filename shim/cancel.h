@@ -1,0 +1,78 @@
+// Thread cancellation (cancel.cc): the per-thread state and what cancellation points call.
+//
+// State. ThreadState::cancel holds the facts glibc keeps in struct pthread's cancelhandling:
+// disabled (PTHREAD_CANCEL_DISABLE), asynchronous (PTHREAD_CANCEL_ASYNCHRONOUS), pending (someone
+// called pthread_cancel) and exiting (the thread is in pthread_exit, or already acting on a
+// cancel: it never acts again, so cancellation points in cleanup handlers do not re-cancel).
+// Only the thread itself changes disabled/asynchronous; pthread_cancel sets pending from anywhere.
+//
+// Acting on a cancellation is pthread_exit(PTHREAD_CANCELED): the same forced unwind, so C cleanup
+// buffers, -fexceptions cleanups and C++ destructors run exactly as for pthread_exit, and C++ sees
+// abi::__forced_unwind.
+//
+// Waking a parked thread. A cancellation point publishes the park it is about to make
+// (ThreadState::cancel_park = its park sequence number) before it looks at `pending` one last time;
+// pthread_cancel sets `pending` before it looks at cancel_park. Both are sequentially consistent,
+// so either the thread sees the request and acts, or pthread_cancel sees the park and ends it with
+// sched::interrupt() (if the thread has not switched out yet, pthread_cancel waits the few
+// instructions until it has: nothing between publishing and parking can switch). The ticket's
+// sequence number pins that one park, so a later, non-cancellable park (the mutex a condition wait
+// re-takes) is never interrupted.
+//
+// Asynchronous cancellation is accepted and recorded, and acted on at once where glibc acts at once
+// (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
+// calling thread), at any cancellation point, and at the entry of every interposed call
+// (ShimEntry). Cancelling a thread that runs without ever entering the shim needs preemption,
+// which is a later issue; until then such a thread is cancelled at its next entry.
+#ifndef VTHREAD_SHIM_CANCEL_H_
+#define VTHREAD_SHIM_CANCEL_H_
+
+#include <stdint.h>
+
+#include "sched/sched.h"
+#include "shim/thread_state.h"
+
+namespace vthread::shim {
+
+constexpr uint32_t kCancelDisabled = 1;  // PTHREAD_CANCEL_DISABLE
+constexpr uint32_t kCancelAsync = 2;     // PTHREAD_CANCEL_ASYNCHRONOUS
+constexpr uint32_t kCancelPending = 4;   // pthread_cancel was called
+constexpr uint32_t kCancelExiting = 8;   // exiting: never act (again)
+
+// A pending cancel that a cancellation point acts on.
+inline bool cancel_due(uint32_t bits) {
+  return (bits & (kCancelDisabled | kCancelPending | kCancelExiting)) == kCancelPending;
+}
+// A pending cancel that must be acted on at once (asynchronous type).
+inline bool async_cancel_due(uint32_t bits) {
+  return (bits & (kCancelDisabled | kCancelAsync | kCancelPending | kCancelExiting)) ==
+         (kCancelAsync | kCancelPending);
+}
+
+// Acts on the cancel: pthread_exit(PTHREAD_CANCELED) for the calling thread, whose state is `state`.
+[[noreturn]] void act_on_cancel(ThreadState* state);
+
+// A cancellation point without a wait (pthread_testcancel, and the start of the ones that check
+// before waiting): acts if a cancel is due. `self` is the calling fiber (nullptr: not a fiber,
+// whose cancellation points are glibc's own).
+void cancellation_point(sched::Fiber* self);
+
+// Brackets each park of a cancellation point. arm_cancel() returns true if a cancel is due (the
+// caller undoes what it must, then calls act_on_cancel(self)); otherwise the fiber's next park may
+// be ended by pthread_cancel with WakeReason::kInterrupted (the caller then undoes what it must and
+// acts). disarm_cancel() must follow the park before anything else may park.
+bool arm_cancel(sched::Fiber* self);
+void disarm_cancel(sched::Fiber* self);
+[[noreturn]] void act_on_cancel(sched::Fiber* self);
+
+// For ShimEntry: acts if an asynchronous cancel is due for `self`.
+inline void async_cancellation_point(sched::Fiber* self) {
+  auto* state = static_cast<ThreadState*>(self->user_data);
+  if (__builtin_expect(state && async_cancel_due(state->cancel.load(std::memory_order_acquire)), 0)) {
+    act_on_cancel(state);
+  }
+}
+
+}  // namespace vthread::shim
+
+#endif  // VTHREAD_SHIM_CANCEL_H_
