@@ -3,6 +3,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <new>
+
 namespace vthread::sched {
 namespace {
 
@@ -80,6 +82,19 @@ void FiberTable::release(Fiber* fiber) {
   SpinlockGuard hold(g_table_lock);
   fiber->free_next = g_free_list;
   g_free_list = fiber;
+}
+
+void FiberTable::keep_only_after_fork(Fiber* keep) {
+  new (&g_table_lock) Spinlock();
+  g_free_list = nullptr;
+  for (size_t i = high_water(); i-- > 0;) {
+    Fiber* f = &base_[i];
+    if (f == keep) continue;
+    uint32_t seq = seq_of(f->sched_word.load(std::memory_order_relaxed));
+    f->sched_word.store(make_sched_word(seq + 1, FiberState::kFree), std::memory_order_relaxed);
+    f->free_next = g_free_list;
+    g_free_list = f;
+  }
 }
 
 Fiber* FiberTable::lookup(uintptr_t address) {

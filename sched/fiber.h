@@ -126,6 +126,8 @@ class FiberTable {
   static Fiber* allocate();
   // Returns the record to the table. The fiber must not be running or queued anywhere.
   static void release(Fiber* fiber);
+  // In a fork child: frees every record but `keep` (may be null) and rebuilds the free list.
+  static void keep_only_after_fork(Fiber* keep);
   // The live fiber at `address`, or nullptr if `address` is not the start of an allocated record.
   // Never faults, whatever the address.
   static Fiber* lookup(uintptr_t address);

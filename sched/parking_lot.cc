@@ -2,6 +2,8 @@
 
 #include <stdint.h>
 
+#include <new>
+
 #include "sched/sched.h"
 #include "sched/spinlock.h"
 
@@ -163,6 +165,10 @@ size_t requeue(const void* from, const void* to, size_t wake_limit, size_t reque
   }
   unlock_pair(source, target);
   return done;
+}
+
+void reset_after_fork() {
+  for (Bucket& bucket : g_buckets) new (&bucket) Bucket();
 }
 
 }  // namespace vthread::sched::parking_lot

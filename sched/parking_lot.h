@@ -43,6 +43,9 @@ inline size_t unpark_all(const void* address) { return unpark(address, SIZE_MAX)
 size_t requeue(const void* from, const void* to, size_t wake_limit, size_t requeue_limit,
                bool (*validate)(void*) = nullptr, void* arg = nullptr);
 
+// In a fork child: empties every queue and releases every lock (their waiters do not exist there).
+void reset_after_fork();
+
 }  // namespace vthread::sched::parking_lot
 
 #endif  // VTHREAD_SCHED_PARKING_LOT_H_

@@ -104,6 +104,11 @@ bool detach(Fiber* target);
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 
+// In the child of a fork(), before anything else runs there: the runtime keeps only the thread
+// that forked (if it is a fiber, it goes on as the only fiber, on carrier 0), drops every other
+// fiber, resets its locks and queues, and starts fresh carrier threads. No-op if not started.
+void after_fork_in_child();
+
 // True if each fiber has its own TCB and TLS (sched/tls.h); false if fibers share the carrier's.
 bool per_fiber_tls();
 

@@ -71,6 +71,7 @@
 #include "sched/carrier.h"
 #include "sched/futex.h"
 #include "sched/libc.h"
+#include "sched/parking_lot.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
 #include "sched/tls.h"
@@ -459,6 +460,15 @@ static void* carrier_thread_main(void* carrier) {
   carrier_loop(c);
 }
 
+static void start_carrier_thread(Carrier* c) {
+  pthread_t thread;
+  if (libc::pthread_create(&thread, nullptr, carrier_thread_main, c) != 0) die("cannot create a carrier thread");
+  char name[32];
+  snprintf(name, sizeof name, "vthread/c%d", c->index % 100000);
+  name[15] = '\0';
+  libc::pthread_setname_np(thread, name);
+}
+
 void fiber_main(void* fiber) {
   auto* self = static_cast<Fiber*>(fiber);
   finish_switch(self->carrier);
@@ -556,16 +566,7 @@ bool start(const Config& config) {
   g_live_fibers.store(1);
   g_started.store(true, std::memory_order_release);
 
-  for (int i = 1; i < g_ncarriers; ++i) {
-    pthread_t thread;
-    if (libc::pthread_create(&thread, nullptr, carrier_thread_main, &g_carriers[i]) != 0) {
-      die("cannot create a carrier thread");
-    }
-    char name[32];
-    snprintf(name, sizeof name, "vthread/c%d", i % 100000);
-    name[15] = '\0';
-    libc::pthread_setname_np(thread, name);
-  }
+  for (int i = 1; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
   return true;
 }
 
@@ -599,6 +600,61 @@ bool unpark(ParkTicket ticket) { return wake(ticket, WakeReason::kUnparked); }
 
 void sleep_until(Nanos deadline) {
   while (monotonic_now() < deadline) park(WaitReason::kSleep, deadline, nullptr, nullptr);
+}
+
+// The child of a fork() has one kernel thread: the one that forked. If a fiber forked, it becomes
+// the only fiber, on carrier 0; otherwise the child has none. Every other fiber is dropped (their
+// memory stays mapped, as a forked child keeps the parent's), every runtime lock and queue is reset
+// (another carrier may have held one at the fork), and new carrier threads are started.
+void after_fork_in_child() {
+  if (!started()) return;
+  Fiber* self = current();
+  pid_t tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  FiberTable::keep_only_after_fork(self);
+  parking_lot::reset_after_fork();
+  StackAllocator::reset_after_fork();
+  tls::reset_after_fork(self ? self->tp : nullptr);
+  new (&g_start_lock) Spinlock();
+  new (&g_idle_lock) Spinlock();
+  new (&g_tcb_free_lock) Spinlock();
+  g_idle_list = nullptr;
+  g_idle_count.store(0);
+  g_spinning_count.store(0);
+  if (g_main_fiber != self) {
+    g_main_fiber = nullptr;
+    g_main_fiber_reaped = true;
+  }
+  Stack c0_loop_stack = g_carriers[0].loop_stack;
+  char* c0_loop_tp = g_carriers[0].loop_tp;
+  for (int i = 0; i < g_ncarriers; ++i) {
+    g_carriers[i].~Carrier();
+    new (&g_carriers[i]) Carrier();
+    g_carriers[i].index = i;
+    g_carriers[i].steal_seed = 0x9e3779b97f4a7c15ull * (i + 1);
+  }
+  g_live_fibers.store(self ? 1 : 0);
+  int first_new_carrier = 0;
+  if (self) {
+    // The forking fiber goes on running on this kernel thread, which becomes carrier 0; its
+    // carrier context starts afresh on carrier 0's own loop stack (this thread's glibc stack, if it
+    // was another carrier, now belongs to glibc's cache of free stacks).
+    Carrier* c0 = &g_carriers[0];
+    c0->tid = tid;
+    c0->loop_stack = c0_loop_stack;
+    c0->loop_tp = c0_loop_tp;
+    if (!arch::context_prepare(&c0->loop_context, c0->loop_stack.lo, tls::stack_top(c0->loop_stack),
+                               carrier0_loop_entry, c0)) {
+      die("cannot set up carrier 0 in a fork child");
+    }
+    self->carrier = c0;
+    self->joiner = nullptr;
+    c0->current = self;
+    CarrierLocal* local = self->tp ? local_at(self->tp) : carrier_local();
+    local->carrier = c0;
+    local->current = self;
+    first_new_carrier = 1;
+  }
+  for (int i = first_new_carrier; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
 }
 
 bool per_fiber_tls() { return tls::per_fiber(); }

@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <new>
+
 #include "sched/spinlock.h"
 
 namespace vthread::sched {
@@ -97,6 +99,11 @@ void StackAllocator::for_each_pooled_tcb(void (*visit)(char* tcb, void* arg), vo
 Stack StackAllocator::wrap(void* addr, size_t size) {
   char* lo = static_cast<char*>(addr);
   return Stack{lo, lo + size, 0, false, nullptr};
+}
+
+void StackAllocator::reset_after_fork() {
+  new (&g_pool_lock) Spinlock();
+  g_pool_count = 0;
 }
 
 bool StackAllocator::guards_are_markers() { return g_guard_markers; }

@@ -40,6 +40,9 @@ class StackAllocator {
   // Wraps memory the program supplied (pthread_attr_setstack).
   static Stack wrap(void* addr, size_t size);
 
+  // In a fork child: forgets the pool (another thread may have been changing it at the fork).
+  static void reset_after_fork();
+
   static bool guards_are_markers();
   static size_t page_size();
 };

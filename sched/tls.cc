@@ -44,6 +44,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <new>
+
 #include "arch/thread_pointer.h"
 #include "sched/spinlock.h"
 
@@ -95,6 +97,7 @@ using GetTlsStaticInfo = void (*)(size_t*, size_t*);
 using TlsGetAddr = void* (*)(void*);
 
 bool g_per_fiber = false;
+char* g_initial_tp;       // the TCB of the thread that started the runtime (the main fiber's)
 AllocateTls g_allocate_tls;
 AllocateTlsInit g_allocate_tls_init;
 DeallocateTls g_deallocate_tls;
@@ -311,6 +314,7 @@ void init(bool want_per_fiber) {
     return;
   }
   dl_iterate_phdr(mark_module_seen, nullptr);
+  g_initial_tp = arch::thread_pointer();
   arch::thread_pointer_init();
   g_per_fiber = true;
 }
@@ -391,6 +395,23 @@ void after_dlopen(void (*visit_tcbs)(void (*fn)(char* tp, void* arg), void* arg)
   InitPass pass{};
   dl_iterate_phdr(find_new_static_modules, &pass);
   if (pass.count > 0) visit_tcbs(initialise_new_modules, &pass);
+}
+
+void reset_after_fork(char* self_tp) {
+  new (&g_remnant_lock) Spinlock();
+  new (&g_dlopen_lock) Spinlock();
+  if (!g_per_fiber || !self_tp) return;
+  // glibc's fork child moved the running thread's TCB onto its dl_stack_user list; ours must not
+  // stay there (glibc walks that list, and we free or reuse our TCBs). The initial thread's TCB
+  // (the main fiber's) is glibc's own and stays.
+  if (self_tp == g_initial_tp) return;
+  char* list = self_tp + kOffList;
+  char* next = at<char*>(self_tp, kOffList);
+  char* prev = at<char*>(self_tp, kOffList + 8);
+  *reinterpret_cast<char**>(next + 8) = prev;
+  *reinterpret_cast<char**>(prev) = next;
+  at<char*>(self_tp, kOffList) = list;
+  at<char*>(self_tp, kOffList + 8) = list;
 }
 
 }  // namespace vthread::sched::tls

@@ -62,6 +62,11 @@ constexpr int kFakeTidBase = 0x20000000;
 // threads glibc created. `visit_tcbs(fn, arg)` must call fn(tp, arg) for every TCB made here.
 void after_dlopen(void (*visit_tcbs)(void (*fn)(char* tp, void* arg), void* arg));
 
+// In a fork child: resets the locks here, and takes the forking fiber's TCB (`self_tp`, may be
+// null) back off glibc's thread list, where glibc's fork put it as the child's only thread; it
+// stays ours to recycle.
+void reset_after_fork(char* self_tp);
+
 }  // namespace vthread::sched::tls
 
 #endif  // VTHREAD_SCHED_TLS_H_

@@ -4,6 +4,8 @@
 // sequence number it was set under, so after pthread_key_delete every thread's old value reads as
 // NULL without visiting the threads. Values live in blocks of 32 allocated on first use.
 #include <errno.h>
+
+#include <new>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -33,6 +35,8 @@ SpecificEntry* entry_for(ThreadState* state, unsigned key, bool create) {
 }
 
 }  // namespace
+
+void reset_keys_after_fork() { new (&g_keys_lock) sched::Spinlock(); }
 
 void run_key_destructors(ThreadState* state) {
   for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS; ++round) {

@@ -61,6 +61,9 @@ int main_fiber_tid();
 // Runs thread-specific-data destructors (defined in keys.cc) and frees the key blocks.
 void run_key_destructors(ThreadState* state);
 
+// In a fork child: releases the key registry's lock, which another thread may have held.
+void reset_keys_after_fork();
+
 // The end of every fiber's life (thread_exit.cc): key destructors, then exit with `value`.
 [[noreturn]] void finish_thread(ThreadState* state, void* value);
 
