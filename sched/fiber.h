@@ -104,6 +104,8 @@ struct Fiber {
   void* entry_arg;
   void* user_data;                      // owned by the layer above (the shim's per-thread state)
   const char* in_call;                  // the interposed function the fiber is inside, for dumps
+  // Signals sent to this fiber (pthread_kill), bit sig-1, raised on its carrier when it next runs.
+  std::atomic<uint64_t> pending_signals;
 
   uint64_t switches_in;                 // statistics: times dispatched
   Nanos created_at;
@@ -131,6 +133,11 @@ class FiberTable {
   // The live fiber at `address`, or nullptr if `address` is not the start of an allocated record.
   // Never faults, whatever the address.
   static Fiber* lookup(uintptr_t address);
+  // True if `address` is inside the table (a live or a dead fiber's handle). Never faults.
+  static bool in_range(uintptr_t address) {
+    auto base = reinterpret_cast<uintptr_t>(base_);
+    return base_ && address >= base && address < base + capacity_ * sizeof(Fiber);
+  }
   // Calls visit(fiber) for every allocated record (for dumps and debuggers). Records may change
   // state while being visited.
   template <typename Visit>

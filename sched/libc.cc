@@ -39,6 +39,7 @@ void* resolve(std::atomic<void*>& slot, const char* name) {
 VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg),
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
+VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
 VTHREAD_REAL(int, pthread_detach, (pthread_t thread), (thread))
 VTHREAD_REAL(pthread_t, pthread_self, (), ())
 VTHREAD_REAL(int, pthread_getattr_np, (pthread_t thread, pthread_attr_t* attr), (thread, attr))

@@ -54,6 +54,7 @@ int sem_post(sem_t* sem);
 int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* param);
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
+int pthread_kill(pthread_t thread, int sig);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

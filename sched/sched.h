@@ -104,6 +104,13 @@ bool detach(Fiber* target);
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 
+// Makes signal `sig` (1..64) pending for `target`. It is raised on the carrier that runs the
+// target when the target next returns from a switch or enters the shim, so its handler runs on
+// the target's stack as a thread-directed signal would. The target's park is not ended by it.
+void post_signal(Fiber* target, int sig);
+// Raises the calling fiber's pending signals on its carrier (fiber context).
+void deliver_pending_signals(Fiber* self);
+
 // In the child of a fork(), before anything else runs there: the runtime keeps only the thread
 // that forked (if it is a fiber, it goes on as the only fiber, on carrier 0), drops every other
 // fiber, resets its locks and queues, and starts fresh carrier threads. No-op if not started.

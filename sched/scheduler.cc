@@ -285,6 +285,25 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
   // Running again, on whichever carrier dispatched us.
   finish_switch(self->carrier);
   if (!self->tp) *errno_slot() = saved_errno;
+  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+}
+
+void post_signal(Fiber* target, int sig) {
+  target->pending_signals.fetch_or(uint64_t{1} << (sig - 1), std::memory_order_release);
+}
+
+void deliver_pending_signals(Fiber* self) {
+  uint64_t pending = self->pending_signals.exchange(0, std::memory_order_acquire);
+  if (!pending) return;
+  int saved_errno = errno;
+  long pid = arch::raw_syscall(SYS_getpid);
+  for (int sig = 1; pending; ++sig, pending >>= 1) {
+    // Directed at this kernel thread, which runs us: the kernel runs the handler on our stack
+    // before the system call returns (unless the carrier blocks it: then whichever fiber runs
+    // here when it is unblocked).
+    if (pending & 1) arch::raw_syscall(SYS_tgkill, pid, self->carrier->tid, sig);
+  }
+  errno = saved_errno;
 }
 
 // ---- carriers ----------------------------------------------------------------------------------
@@ -473,6 +492,7 @@ void fiber_main(void* fiber) {
   auto* self = static_cast<Fiber*>(fiber);
   finish_switch(self->carrier);
   if (self->tp) tls::enter_thread();
+  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
   self->sched_word.store(make_sched_word(seq_of(self->sched_word.load()), FiberState::kRunning));
   self->entry(self->entry_arg);
   die("a fiber's entry function returned instead of calling exit_current()");

@@ -6,8 +6,9 @@
 // which finds the calling fiber once (nullptr: the caller is not a fiber — the runtime has not
 // started, or the thread is one glibc made behind our back) and records, for the duration of the
 // call, which interposed function the fiber is in, so that dumps and debuggers can show it.
-// Tracing, call statistics and deferred-preemption checks belong here too. A due asynchronous
-// cancel is acted on here (see cancel.h).
+// Tracing, call statistics and deferred-preemption checks belong here too. Signals pthread_kill
+// sent to the fiber while it ran are raised here, and a due asynchronous cancel is acted on here
+// (see cancel.h).
 #ifndef VTHREAD_SHIM_ENTRY_H_
 #define VTHREAD_SHIM_ENTRY_H_
 
@@ -22,6 +23,7 @@ class ShimEntry {
     if (fiber_) {
       outer_call_ = fiber_->in_call;
       fiber_->in_call = function;
+      if (fiber_->pending_signals.load(std::memory_order_relaxed)) sched::deliver_pending_signals(fiber_);
       async_cancellation_point(fiber_);
     }
   }
