@@ -50,6 +50,7 @@ VTHREAD_REAL(int, nanosleep, (const struct timespec* request, struct timespec* r
 VTHREAD_REAL(int, clock_nanosleep, (clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining),
              (clock, flags, request, remaining))
 VTHREAD_REAL(int, sched_yield, (), ())
+VTHREAD_REAL(int, pthread_mutex_init, (pthread_mutex_t* mutex, const pthread_mutexattr_t* attr), (mutex, attr))
 VTHREAD_REAL(int, pthread_mutex_lock, (pthread_mutex_t* mutex), (mutex))
 VTHREAD_REAL(int, pthread_mutex_trylock, (pthread_mutex_t* mutex), (mutex))
 VTHREAD_REAL(int, pthread_mutex_timedlock, (pthread_mutex_t* mutex, const struct timespec* abstime), (mutex, abstime))
@@ -57,6 +58,7 @@ VTHREAD_REAL(int, pthread_mutex_clocklock, (pthread_mutex_t* mutex, clockid_t cl
              (mutex, clock, abstime))
 VTHREAD_REAL(int, pthread_mutex_unlock, (pthread_mutex_t* mutex), (mutex))
 VTHREAD_REAL(int, pthread_mutex_destroy, (pthread_mutex_t* mutex), (mutex))
+VTHREAD_REAL(int, pthread_mutex_consistent, (pthread_mutex_t* mutex), (mutex))
 VTHREAD_REAL(int, pthread_cond_wait, (pthread_cond_t* cond, pthread_mutex_t* mutex), (cond, mutex))
 VTHREAD_REAL(int, pthread_cond_timedwait, (pthread_cond_t* cond, pthread_mutex_t* mutex, const struct timespec* abstime),
              (cond, mutex, abstime))

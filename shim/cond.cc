@@ -65,8 +65,9 @@ int wait(pthread_cond_t* cond, pthread_mutex_t* mutex, sched::Nanos deadline) {
     r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
     disarm_cancel(self);
   }
-  mutex_relock_after_wait(mutex);
+  int relocked = mutex_relock_after_wait(mutex);
   if (r == WaitResult::kInterrupted) act_on_cancel(self);  // with the mutex held again
+  if (relocked) return relocked;  // as glibc: the robust mutex's news wins over a timeout
   return r == WaitResult::kTimedOut ? ETIMEDOUT : 0;
 }
 

@@ -1,14 +1,20 @@
 // pthread mutexes, on the program's own pthread_mutex_t bytes, so static initializers and glibc's
-// pthread_mutex_init/pthread_mutexattr_* (left to glibc: they only write the object) just work.
+// pthread_mutex_init/pthread_mutexattr_* (glibc's: they only write the object) just work.
 //
 // __lock holds the classic three-state futex word (0 free, 1 locked, 2 locked with waiters);
 // __owner the owner_id(), __count the recursion depth, __kind glibc's type bits, and __nusers how
 // many threads that are not fibers sleep on the word in the kernel. A fiber waits in the parking
 // lot: it never blocks its carrier.
 //
-// Robust, priority-inheritance/-protect and process-shared mutexes stay glibc's (the kernel and
-// other processes take part in those); a fiber blocking on one blocks its carrier until the
-// carrier hand-off lands.
+// Robust mutexes are ours too (unless process-shared): glibc's rely on the kernel walking a
+// thread's robust list when the kernel thread dies, and a fiber's death is invisible to the
+// kernel. Each thread keeps the robust mutexes it holds on a list threaded through the mutexes'
+// own __list fields, as glibc does; a fiber that exits holding some marks each owner-dead and
+// releases it, so the next locker gets EOWNERDEAD (see "Robust mutexes" below).
+//
+// Priority-inheritance/-protect and process-shared mutexes stay glibc's (the kernel and other
+// processes take part in those); a fiber blocking on one blocks its carrier until the carrier
+// hand-off lands.
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -16,6 +22,7 @@
 #include "sched/libc.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
+#include "shim/thread_state.h"
 #include "shim/time_convert.h"
 
 namespace vthread::shim {
@@ -23,7 +30,9 @@ namespace {
 
 // glibc's __kind bits (nptl/pthreadP.h).
 constexpr int kKindTypeMask = 3;               // PTHREAD_MUTEX_KIND_MASK_NP
-constexpr int kKindKernelManaged = 16 | 32 | 64 | 128;  // ROBUST, PRIO_INHERIT, PRIO_PROTECT, PSHARED
+constexpr int kKindRobust = 16;                // PTHREAD_MUTEX_ROBUST_NORMAL_NP
+constexpr int kKindProcessShared = 128;        // PTHREAD_MUTEX_PSHARED_BIT
+constexpr int kKindKernelManaged = 32 | 64 | kKindProcessShared;  // PRIO_INHERIT, PRIO_PROTECT, PSHARED
 constexpr int kAdaptiveSpins = 100;
 
 // Takes the lock word, waiting until `deadline` (kTryOnly: not at all). Returns 0, EBUSY, ETIMEDOUT.
@@ -54,11 +63,84 @@ void release(pthread_mutex_t* mutex) {
   if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) == 2) wake_word_one(word, &mutex->__data.__nusers);
 }
 
+// ---- Robust mutexes ----------------------------------------------------------------------------
+//
+// __owner tells the story, with glibc's values where glibc has them (pthread_mutex_consistent and
+// the program may look): the holder's owner_id(); kOwnerDied while the mutex is free after its
+// holder exited holding it; PTHREAD_MUTEX_INCONSISTENT while held by the thread that was told
+// EOWNERDEAD and has not called pthread_mutex_consistent; kNotRecoverable for good once that
+// thread unlocked it without doing so. The lock word itself stays the three-state word.
+
+constexpr int kInconsistent = INT_MAX;         // glibc's PTHREAD_MUTEX_INCONSISTENT
+constexpr int kNotRecoverable = INT_MAX - 1;   // glibc's PTHREAD_MUTEX_NOTRECOVERABLE
+constexpr int kOwnerDied = 0x40000000;         // FUTEX_OWNER_DIED: no thread id or owner_id() is this
+
+bool is_robust(const pthread_mutex_t* mutex) { return mutex->__data.__kind & kKindRobust; }
+
+pthread_mutex_t* mutex_of(__pthread_list_t* node) {
+  return reinterpret_cast<pthread_mutex_t*>(reinterpret_cast<char*>(node) - offsetof(pthread_mutex_t, __data.__list));
+}
+
+void link_held(ThreadState* state, pthread_mutex_t* mutex) {
+  __pthread_list_t* node = &mutex->__data.__list;
+  node->__prev = nullptr;
+  node->__next = state->robust_held;
+  if (state->robust_held) state->robust_held->__prev = node;
+  state->robust_held = node;
+}
+
+void unlink_held(ThreadState* state, pthread_mutex_t* mutex) {
+  __pthread_list_t* node = &mutex->__data.__list;
+  if (node->__prev) {
+    node->__prev->__next = node->__next;
+  } else {
+    state->robust_held = node->__next;
+  }
+  if (node->__next) node->__next->__prev = node->__prev;
+  node->__prev = node->__next = nullptr;
+}
+
+// Whether the caller holds `mutex`. Only an inconsistent mutex needs the list: its __owner no
+// longer names the holder.
+bool held_by_caller(const pthread_mutex_t* mutex, int self) {
+  int owner = mutex->__data.__owner;
+  if (owner == self) return true;
+  if (owner != kInconsistent || !is_robust(mutex)) return false;
+  ThreadState* state = thread_state();
+  for (__pthread_list_t* node = state ? state->robust_held : nullptr; node; node = node->__next) {
+    if (mutex_of(node) == mutex) return true;
+  }
+  return false;
+}
+
+// Completes a lock the caller just acquired the word of: records ownership, and for a robust
+// mutex deals with a dead or unrecoverable previous owner. Returns 0, EOWNERDEAD (locked, and
+// inconsistent) or ENOTRECOVERABLE (not locked).
+int take_ownership(pthread_mutex_t* mutex, ThreadState* robust_state) {
+  mutex->__data.__count = 1;
+  if (!robust_state) {
+    mutex->__data.__owner = owner_id();
+    return 0;
+  }
+  int previous = mutex->__data.__owner;
+  if (previous == kNotRecoverable) {
+    release(mutex);
+    return ENOTRECOVERABLE;
+  }
+  link_held(robust_state, mutex);
+  if (previous == kOwnerDied) {
+    mutex->__data.__owner = kInconsistent;
+    return EOWNERDEAD;
+  }
+  mutex->__data.__owner = owner_id();
+  return 0;
+}
+
 // Lock with the type's rules. `deadline`: kNoDeadline, kTryOnly or a monotonic time.
 int lock(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec* abstime) {
   int type = mutex->__data.__kind & kKindTypeMask;
   int self = owner_id();
-  if (mutex->__data.__owner == self) {
+  if (held_by_caller(mutex, self)) {
     if (type == PTHREAD_MUTEX_RECURSIVE_NP) {
       if (mutex->__data.__count == UINT_MAX) return EAGAIN;
       ++mutex->__data.__count;
@@ -66,11 +148,13 @@ int lock(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec* a
     }
     if (type == PTHREAD_MUTEX_ERRORCHECK_NP) return deadline == kTryOnly ? EBUSY : EDEADLK;
   }
-  int err = acquire(mutex, deadline, abstime);
-  if (err) return err;
-  mutex->__data.__owner = self;
-  mutex->__data.__count = 1;
-  return 0;
+  ThreadState* robust_state = nullptr;
+  if (is_robust(mutex)) {
+    if (mutex->__data.__owner == kNotRecoverable) return ENOTRECOVERABLE;
+    if (!(robust_state = thread_state())) return EAGAIN;  // no memory to track what the thread holds
+  }
+  if (int err = acquire(mutex, deadline, abstime)) return err;
+  return take_ownership(mutex, robust_state);
 }
 
 }  // namespace
@@ -79,24 +163,48 @@ bool mutex_is_kernel_managed(const pthread_mutex_t* mutex) { return mutex->__dat
 
 int mutex_lock(pthread_mutex_t* mutex) { return lock(mutex, sched::kNoDeadline, nullptr); }
 
-void mutex_relock_after_wait(pthread_mutex_t* mutex) {
+int mutex_relock_after_wait(pthread_mutex_t* mutex) {
+  // The thread state exists: the caller unlocked this mutex, so it locked it first.
+  ThreadState* robust_state = is_robust(mutex) ? thread_state() : nullptr;
   acquire(mutex, sched::kNoDeadline, nullptr, /*contended=*/true);
-  mutex->__data.__owner = owner_id();
-  mutex->__data.__count = 1;
+  return take_ownership(mutex, robust_state);
 }
 
 int mutex_unlock(pthread_mutex_t* mutex) {
   int type = mutex->__data.__kind & kKindTypeMask;
-  if (type == PTHREAD_MUTEX_RECURSIVE_NP || type == PTHREAD_MUTEX_ERRORCHECK_NP) {
-    if (mutex->__data.__owner != owner_id() || __atomic_load_n(&mutex->__data.__lock, __ATOMIC_RELAXED) == 0) {
+  bool robust = is_robust(mutex);
+  int new_owner = 0;
+  if (robust || type == PTHREAD_MUTEX_RECURSIVE_NP || type == PTHREAD_MUTEX_ERRORCHECK_NP) {
+    // As glibc, only the holder may unlock these (robust ones of every type).
+    if (!held_by_caller(mutex, owner_id()) || __atomic_load_n(&mutex->__data.__lock, __ATOMIC_RELAXED) == 0) {
       return EPERM;
     }
-    if (type == PTHREAD_MUTEX_RECURSIVE_NP && --mutex->__data.__count != 0) return 0;
+    bool inconsistent = mutex->__data.__owner == kInconsistent;
+    if (type == PTHREAD_MUTEX_RECURSIVE_NP && --mutex->__data.__count != 0) return inconsistent ? ENOTRECOVERABLE : 0;
+    // Unlocked without pthread_mutex_consistent after EOWNERDEAD: no one may use it again.
+    if (inconsistent) new_owner = kNotRecoverable;
   }
   // Normal and adaptive mutexes may be unlocked by any thread, as in glibc (binary-semaphore use).
-  mutex->__data.__owner = 0;
+  if (robust) unlink_held(thread_state(), mutex);
+  mutex->__data.__owner = new_owner;
   release(mutex);
   return 0;
+}
+
+int mutex_consistent(pthread_mutex_t* mutex) {
+  if (!is_robust(mutex) || mutex->__data.__owner != kInconsistent) return EINVAL;
+  mutex->__data.__owner = owner_id();
+  return 0;
+}
+
+void mark_robust_mutexes_owner_dead(ThreadState* state) {
+  while (__pthread_list_t* node = state->robust_held) {
+    pthread_mutex_t* mutex = mutex_of(node);
+    unlink_held(state, mutex);
+    mutex->__data.__owner = kOwnerDied;
+    mutex->__data.__count = 0;
+    release(mutex);
+  }
 }
 
 }  // namespace vthread::shim
@@ -107,6 +215,23 @@ namespace libc = vthread::libc;
 using vthread::shim::ShimEntry;
 
 extern "C" {
+
+// glibc's, except that a robust mutex that is not process-shared loses the process-shared bit
+// glibc gives every robust mutex (its robust mutexes always use shared futex operations, because
+// the kernel wakes them that way when a holder dies). Without it, the mutex is ours (see the top).
+int pthread_mutex_init(pthread_mutex_t* mutex, const pthread_mutexattr_t* attr) {
+  ShimEntry entry("pthread_mutex_init");
+  int err = libc::pthread_mutex_init(mutex, attr);
+  int robust = PTHREAD_MUTEX_STALLED, pshared = PTHREAD_PROCESS_PRIVATE;
+  if (err == 0 && attr) {
+    pthread_mutexattr_getrobust(attr, &robust);
+    pthread_mutexattr_getpshared(attr, &pshared);
+    if (robust == PTHREAD_MUTEX_ROBUST && pshared == PTHREAD_PROCESS_PRIVATE) {
+      mutex->__data.__kind &= ~shim::kKindProcessShared;
+    }
+  }
+  return err;
+}
 
 int pthread_mutex_lock(pthread_mutex_t* mutex) {
   ShimEntry entry("pthread_mutex_lock");
@@ -140,6 +265,17 @@ int pthread_mutex_unlock(pthread_mutex_t* mutex) {
   if (shim::mutex_is_kernel_managed(mutex)) return libc::pthread_mutex_unlock(mutex);
   return shim::mutex_unlock(mutex);
 }
+
+int pthread_mutex_consistent(pthread_mutex_t* mutex) {
+  ShimEntry entry("pthread_mutex_consistent");
+  if (shim::mutex_is_kernel_managed(mutex)) return libc::pthread_mutex_consistent(mutex);
+  return shim::mutex_consistent(mutex);
+}
+
+// The pre-POSIX-2008 name, still exported by glibc for old binaries. (glibc's header redirects
+// the _np name to pthread_mutex_consistent, hence the assembler name.)
+int mutex_consistent_np(pthread_mutex_t* mutex) __asm__("pthread_mutex_consistent_np");
+int mutex_consistent_np(pthread_mutex_t* mutex) { return pthread_mutex_consistent(mutex); }
 
 int pthread_mutex_destroy(pthread_mutex_t* mutex) {
   ShimEntry entry("pthread_mutex_destroy");

@@ -65,10 +65,11 @@ int owner_id();
 // Our implementation of the mutex operations, for cond.cc. Return errno values.
 int mutex_lock(pthread_mutex_t* mutex);
 int mutex_unlock(pthread_mutex_t* mutex);
-// Re-takes a mutex released by a condition wait (the caller owned it before the wait).
-void mutex_relock_after_wait(pthread_mutex_t* mutex);
-// True for mutexes glibc keeps handling (robust, priority-inheritance or -protect, process-shared,
-// destroyed): they live in kernel futexes another process or the kernel itself may touch.
+// Re-takes a mutex released by a condition wait (the caller owned it before the wait). Returns 0,
+// or for a robust mutex EOWNERDEAD (taken, inconsistent) or ENOTRECOVERABLE (not taken).
+int mutex_relock_after_wait(pthread_mutex_t* mutex);
+int mutex_consistent(pthread_mutex_t* mutex);
+// True for mutexes glibc keeps handling (priority-inheritance or -protect, process-shared): they live in kernel futexes another process or the kernel itself may touch.
 bool mutex_is_kernel_managed(const pthread_mutex_t* mutex);
 
 }  // namespace vthread::shim

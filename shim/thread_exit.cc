@@ -98,6 +98,7 @@ void finish_thread(ThreadState* state, void* value) {
   // initial thread runs neither when it calls pthread_exit; exit() runs its thread_locals'.)
   if (!self->is_main) sched::run_thread_local_destructors();
   run_key_destructors(state);
+  mark_robust_mutexes_owner_dead(state);
   {
     // pthread_cancel reads user_data under this lock; from here on it finds none and returns 0.
     sched::SpinlockGuard hold(self->lifecycle_lock);

@@ -37,6 +37,8 @@ struct ThreadState {
   std::atomic<uint32_t> cancel;
   std::atomic<uint64_t> cancel_park;
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
+  // The robust mutexes the thread holds (mutex.cc), linked through their __list fields.
+  __pthread_list_t* robust_held;
   int sched_policy;               // pthread_setschedparam's values (SCHED_OTHER = 0 by default)
   int sched_priority;
 };
@@ -60,6 +62,10 @@ int main_fiber_tid();
 
 // Runs thread-specific-data destructors (defined in keys.cc) and frees the key blocks.
 void run_key_destructors(ThreadState* state);
+
+// Marks every robust mutex the exiting thread still holds owner-dead and releases it (mutex.cc),
+// as the kernel does for a kernel thread's robust list.
+void mark_robust_mutexes_owner_dead(ThreadState* state);
 
 // In a fork child: releases the key registry's lock, which another thread may have held.
 void reset_keys_after_fork();
