@@ -12,6 +12,10 @@ namespace vthread::shim {
 // is used instead. `default_stack_size` is what glibc would use (RLIMIT_STACK based).
 sched::Config read_settings(size_t default_stack_size);
 
+// Starts gperftools' CPU profiler if VTHREAD_PROFILE names an output file (profiler.cc). Called
+// once the runtime has started.
+void start_profiler_if_asked();
+
 // Parses a size such as "65536", "64k", "64KiB", "8M", "1g". Returns false if malformed.
 bool parse_size(const char* text, size_t* out);
 

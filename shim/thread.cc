@@ -132,6 +132,12 @@ void reset_once_on_unwind(void* arg) {
   if (u->fiber) u->fiber->in_call = u->outer_call;  // ShimEntry's destructor will not run
 }
 
+bool start_runtime(const sched::Config& config) {
+  if (!sched::start(config)) return false;
+  start_profiler_if_asked();
+  return true;
+}
+
 }  // namespace
 
 bool ensure_runtime() {
@@ -152,9 +158,9 @@ bool ensure_runtime() {
       pthread_setattr_default_np(&defaults);
     }
     pthread_attr_destroy(&defaults);
-    return sched::start(config);
+    return start_runtime(config);
   }
-  return sched::start(read_settings(default_stack));
+  return start_runtime(read_settings(default_stack));
 }
 
 ThreadState* thread_state() {

@@ -4,6 +4,7 @@
 // case must be silent.
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -87,10 +88,44 @@ TEST(Settings, BadStackSizesFallBackWithOneLine) {
 
 TEST(Settings, BadSwitchBackendFallsBackWithOneLine) { expect_one_line_fallback("VTHREAD_SWITCH", "fibers"); }
 
+TEST(Settings, BadTlsModeFallsBackWithOneLine) { expect_one_line_fallback("VTHREAD_TLS", "per-thread"); }
+
+// VTHREAD_PROFILE writes a gperftools CPU profile of the run.
+TEST(Settings, ProfileIsWrittenWhereAsked) {
+  if (!under_vthread()) GTEST_SKIP() << "VTHREAD_PROFILE is read by the shim";
+  std::string path = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/settings_test.prof";
+  unlink(path.c_str());
+  ChildRun run = run_child("VTHREAD_PROFILE", path.c_str());
+  EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0) << run.err;
+  // A gperftools CPU profile starts with the header words 0, 3 (header size), 0 (version).
+  FILE* f = fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << "no profile at " << path << "; stderr: " << run.err;
+  uintptr_t header[3] = {1, 1, 1};
+  EXPECT_EQ(fread(header, sizeof header[0], 3, f), 3u);
+  fclose(f);
+  EXPECT_EQ(header[0], 0u);
+  EXPECT_EQ(header[1], 3u);
+  EXPECT_EQ(header[2], 0u);
+}
+
+TEST(Settings, UnwritableProfilePathSaysSoInOneLineAndRuns) {
+  ChildRun run = run_child("VTHREAD_PROFILE", "/nonexistent-dir/x.prof");
+  EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0) << run.err;
+  EXPECT_NE(run.out.find("child ok"), std::string::npos);
+  if (!under_vthread()) {
+    EXPECT_EQ(run.err, "");
+    return;
+  }
+  EXPECT_EQ(run.err.rfind("vthread: VTHREAD_PROFILE='/nonexistent-dir/x.prof'", 0), 0u) << run.err;
+  EXPECT_NE(run.err.find("not profiling"), std::string::npos) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+}
+
 TEST(Settings, GoodValuesAreSilent) {
   for (auto [var, value] : {std::pair{"VTHREAD_CARRIERS", "3"}, std::pair{"VTHREAD_STACK_SIZE", "256k"},
                             std::pair{"VTHREAD_STACK_SIZE", "1MiB"}, std::pair{"VTHREAD_SWITCH", "ucontext"},
-                            std::pair{"VTHREAD_SWITCH", "asm"}}) {
+                            std::pair{"VTHREAD_SWITCH", "asm"}, std::pair{"VTHREAD_TLS", "carrier"},
+                            std::pair{"VTHREAD_TLS", "fiber"}}) {
     SCOPED_TRACE(std::string(var) + "=" + value);
     ChildRun run = run_child(var, value);
     EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0) << run.err;
