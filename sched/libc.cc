@@ -40,6 +40,7 @@ VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
 VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
+VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old), (sig, action, old))
 VTHREAD_REAL(int, pthread_detach, (pthread_t thread), (thread))
 VTHREAD_REAL(pthread_t, pthread_self, (), ())
 VTHREAD_REAL(int, pthread_getattr_np, (pthread_t thread, pthread_attr_t* attr), (thread, attr))

@@ -74,6 +74,7 @@
 #include "sched/parking_lot.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
+#include "sched/stack_overflow.h"
 #include "sched/tls.h"
 
 namespace vthread::sched {
@@ -477,6 +478,7 @@ static void* carrier_thread_main(void* carrier) {
   carrier_local()->carrier = c;
   carrier_local()->current = nullptr;
   if (!arch::context_prepare_current(&c->loop_context)) die("out of memory for a carrier context");
+  stack_overflow::give_carrier_signal_stack();
   carrier_loop(c);
 }
 
@@ -585,6 +587,8 @@ bool start(const Config& config) {
   carrier_local()->carrier = c0;
   carrier_local()->current = main;
   g_live_fibers.store(1);
+  stack_overflow::give_carrier_signal_stack();
+  stack_overflow::install_handler();
   g_started.store(true, std::memory_order_release);
 
   for (int i = 1; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
