@@ -1,0 +1,27 @@
+#!/bin/bash
+# tools/gdb/vthread.py on a live program under vthread: `vthread fibers` lists every thread with
+# its name, state and wait reason, and `vthread bt ID` unwinds a suspended thread into its own code.
+# Usage: gdb_test.sh LIBVTHREAD TARGET_PROGRAM GDB_SCRIPT (runfiles paths)
+set -u
+root=$PWD
+[[ -n "${TEST_SRCDIR:-}" && -n "${TEST_WORKSPACE:-}" ]] && root=$TEST_SRCDIR/$TEST_WORKSPACE
+lib=$root/${1#./} target=$root/$2 script=$root/$3
+fail() { echo "FAIL: $*"; echo "--- gdb said:"; cat "$out"; exit 1; }
+out=$(mktemp)
+
+run_gdb() {
+  timeout 120 gdb -batch -nx -ex "set environment LD_PRELOAD=$lib" -ex "set startup-with-shell off" -ex run \
+    -ex "source $script" "$@" "$target" >"$out" 2>&1
+}
+
+run_gdb -ex "vthread fibers"
+grep -Eq '^[0-9]+ +sleeper +parked +sleep +sleep ' "$out" || fail "no parked sleeper"
+grep -Eq '^[0-9]+ +locker +parked +mutex +pthread_mutex_lock ' "$out" || fail "no locker parked on the mutex"
+grep -Eq '^[0-9]+ +waiter +parked +condition +pthread_cond_wait ' "$out" || fail "no waiter in pthread_cond_wait"
+grep -Eq '^4 threads$' "$out" || fail "not 4 threads"
+
+id=$(awk '$2 == "sleeper" { print $1 }' "$out")
+run_gdb -ex "vthread bt $id" -ex "vthread bt 99999"
+grep -Eq ' in sleeper \(' "$out" || fail "the backtrace of thread $id does not reach sleeper()"
+grep -q 'no thread 99999' "$out" || fail "an unknown id is not reported"
+echo PASS

@@ -1,0 +1,137 @@
+# gdb commands for programs running under vthread: every pthread of the program is a fiber, and
+# only the few carriers among them are kernel threads gdb knows about. These commands read the
+# runtime's fiber table (sched/fiber.h: one array of records at a fixed range, never unmapped).
+#
+#   (gdb) source tools/gdb/vthread.py
+#   (gdb) vthread fibers          every thread: id, name, state, what it waits for, where
+#   (gdb) vthread bt ID           backtrace of a suspended thread (live process only)
+#
+# Works on a live process or a core file with libvthread.so's debug information (the default build
+# keeps it). A suspended fiber's registers are on its stack in the frame arch/x86_64/switch.S
+# pushes: from the saved sp, x87 CW, MXCSR, r15, r14, r13, r12, rbx, rbp, return address.
+import gdb
+
+STATES = {0: "free", 1: "runnable", 2: "running", 3: "parked", 4: "exited"}
+FIBER_MAGIC = 0x76746872
+
+
+def _atomic(value):
+    """The value of a std::atomic<T> (libstdc++ keeps it in _M_i, or _M_base._M_i for bool)."""
+    for path in (("_M_i",), ("_M_base", "_M_i")):
+        v = value
+        try:
+            for field in path:
+                v = v[field]
+            return int(v)
+        except gdb.error:
+            continue
+    return int(value)
+
+
+def _static(name):
+    """A C++ static by its qualified name, whatever the language of the selected frame."""
+    symbol = gdb.lookup_global_symbol(name) or gdb.lookup_static_symbol(name)
+    if symbol is None:
+        raise gdb.GdbError("%s not found: is libvthread.so loaded, with its debug information?" % name)
+    return symbol.value()
+
+
+def _fibers():
+    base = _static("vthread::sched::FiberTable::base_")
+    if int(base) == 0:
+        return
+    count = _atomic(_static("vthread::sched::FiberTable::high_water_"))
+    for i in range(count):
+        f = base[i]
+        if int(f["magic"]) != FIBER_MAGIC:
+            continue
+        word = _atomic(f["sched_word"])
+        if word & 0xFF == 0:
+            continue
+        yield f, word
+
+
+def _text(pointer):
+    return pointer.string() if int(pointer) else ""
+
+
+def _wait_reason(fiber):
+    """WaitReason::kRwlockRead -> "rwlock read"."""
+    name = str(fiber["wait_reason"]).split("::")[-1]
+    name = name[1:] if name.startswith("k") else name
+    return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()
+
+
+class VthreadPrefix(gdb.Command):
+    """Commands for threads that run as vthread fibers: vthread fibers, vthread bt ID."""
+
+    def __init__(self):
+        super().__init__("vthread", gdb.COMMAND_STATUS, gdb.COMPLETE_COMMAND, True)
+
+
+class VthreadFibers(gdb.Command):
+    """List every thread of the program (vthread fibers): id, name, state, wait reason, call, carrier."""
+
+    def __init__(self):
+        super().__init__("vthread fibers", gdb.COMMAND_STATUS)
+
+    def invoke(self, arg, from_tty):
+        rows = []
+        for f, word in _fibers():
+            state = STATES.get(word & 0xFF, "?")
+            wait = _wait_reason(f) if state == "parked" else ""
+            carrier = f["carrier"]
+            where = "c%d" % int(carrier["index"]) if int(carrier) else "-"
+            rows.append((int(f["id"]), f["name"].string(), state, wait, _text(f["in_call"]), where,
+                         "%#x" % int(f["context"]["sp"])))
+        gdb.write("%-8s %-16s %-9s %-22s %-24s %-7s %s\n" %
+                  ("id", "name", "state", "waits for", "in call", "carrier", "saved sp"))
+        for row in rows:
+            gdb.write("%-8d %-16s %-9s %-22s %-24s %-7s %s\n" % row)
+        gdb.write("%d threads\n" % len(rows))
+
+
+class VthreadBacktrace(gdb.Command):
+    """Backtrace of a suspended vthread fiber: vthread bt ID (IDs from 'vthread fibers')."""
+
+    def __init__(self):
+        super().__init__("vthread bt", gdb.COMMAND_STACK)
+
+    def invoke(self, arg, from_tty):
+        try:
+            wanted = int(arg)
+        except ValueError:
+            raise gdb.GdbError("usage: vthread bt ID")
+        for f, word in _fibers():
+            if int(f["id"]) != wanted:
+                continue
+            if word & 0xFF == 2:
+                raise gdb.GdbError("thread %d is running: use gdb's own 'thread' and 'bt'" % wanted)
+            sp = int(f["context"]["sp"])
+            if sp == 0:
+                raise gdb.GdbError("thread %d has no saved context (ucontext backend?)" % wanted)
+            self._backtrace_from(sp)
+            return
+        raise gdb.GdbError("no thread %d" % wanted)
+
+    @staticmethod
+    def _backtrace_from(sp):
+        u64 = gdb.lookup_type("unsigned long").pointer()
+        frame = gdb.Value(sp).cast(u64)
+        saved = {"r15": 2, "r14": 3, "r13": 4, "r12": 5, "rbx": 6, "rbp": 7, "rip": 8}
+        names = list(saved) + ["rsp"]
+        original = {r: int(gdb.parse_and_eval("$" + r)) for r in names}
+        try:
+            for reg, slot in saved.items():
+                gdb.execute("set $%s = %d" % (reg, int(frame[slot])), to_string=True)
+            gdb.execute("set $rsp = %d" % (sp + 9 * 8), to_string=True)
+            gdb.execute("bt")
+        finally:
+            for reg in names:
+                gdb.execute("set $%s = %d" % (reg, original[reg]), to_string=True)
+            gdb.execute("select-frame 0", to_string=True)
+
+
+VthreadPrefix()
+VthreadFibers()
+VthreadBacktrace()
