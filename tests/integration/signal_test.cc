@@ -100,7 +100,9 @@ TEST_F(SignalTest, ErrorCodesAreGlibcs) {
   ASSERT_EQ(pthread_join(thread, nullptr), 0);
   // A joined thread's handle is gone; glibc cannot always tell (its descriptor may be reused), the
   // shim can.
-  if (ExpectFibers()) EXPECT_EQ(pthread_kill(thread, 0), ESRCH);
+  if (ExpectFibers()) {
+    EXPECT_EQ(pthread_kill(thread, 0), ESRCH);
+  }
 }
 
 }  // namespace
