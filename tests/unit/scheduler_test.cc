@@ -268,8 +268,12 @@ TEST_F(SchedulerTest, IdleCarrierStealsWork) {
   uint64_t steals_before = stats().steals;
   std::atomic<int> on_other{0};
   pid_t main_tid = gettid();
+  // Each fiber yields at least 100 times, and until some fiber has run on another carrier (10 s
+  // at most): on a loaded machine the idle carrier may not get a CPU before a fixed amount of work
+  // is done.
+  Nanos give_up = monotonic_now() + 10 * kNanosPerSecond;
   auto fn = [&]() -> void* {
-    for (int i = 0; i < 100; ++i) {
+    for (int i = 0; i < 100 || (on_other.load() == 0 && monotonic_now() < give_up); ++i) {
       if (gettid() != main_tid) on_other++;
       yield();
     }
