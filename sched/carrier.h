@@ -37,6 +37,7 @@ struct alignas(64) Carrier {
   Stack loop_stack;                         // carrier 0 only; the others use their kernel stack
   char* loop_tp = nullptr;                  // the carrier context's TCB (per-fiber TLS only)
   Fiber* current = nullptr;
+  uint64_t applied_sigmask = 0;             // this thread's kernel signal mask, as last set
   // A fiber woken here by this carrier is left to it until then (see steal()).
   std::atomic<Nanos> fresh_until{0};
 

@@ -34,6 +34,7 @@ const char* wait_reason_name(WaitReason reason) {
     case WaitReason::kBarrier: return "pthread_barrier_wait";
     case WaitReason::kSemaphore: return "sem_wait";
     case WaitReason::kFutex: return "futex wait";
+    case WaitReason::kSignal: return "sigwait";
     case WaitReason::kTestPark: return "test park";
   }
   return "unknown";

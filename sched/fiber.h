@@ -50,6 +50,7 @@ enum class WaitReason : uint8_t {
   kBarrier,     // pthread_barrier_wait
   kSemaphore,   // sem_wait and its timed variants
   kFutex,       // syscall(SYS_futex, FUTEX_WAIT...) from the program
+  kSignal,      // sigwait / sigwaitinfo / sigtimedwait
   kTestPark,    // unit tests of the parking primitive
 };
 const char* wait_reason_name(WaitReason reason);
@@ -104,8 +105,14 @@ struct Fiber {
   void* entry_arg;
   void* user_data;                      // owned by the layer above (the shim's per-thread state)
   const char* in_call;                  // the interposed function the fiber is inside, for dumps
-  // Signals sent to this fiber (pthread_kill), bit sig-1, raised on its carrier when it next runs.
+  // Signals sent to this fiber (pthread_kill), bit sig-1, raised on its carrier when it next runs
+  // and does not block them.
   std::atomic<uint64_t> pending_signals;
+  // The thread's signal mask (bit sig-1): the kernel mask of whichever carrier runs it. Only the
+  // fiber itself changes it.
+  uint64_t sigmask;
+  // While it waits in sigwait and friends: the signals it waits for, which are taken, not raised.
+  std::atomic<uint64_t> sigwait_set;
 
   uint64_t switches_in;                 // statistics: times dispatched
   Nanos created_at;

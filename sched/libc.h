@@ -59,6 +59,9 @@ int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
 int sigaction(int sig, const struct sigaction* action, struct sigaction* old);
+int pthread_sigmask(int how, const sigset_t* set, sigset_t* old);
+int sigprocmask(int how, const sigset_t* set, sigset_t* old);
+int sigtimedwait(const sigset_t* set, siginfo_t* info, const struct timespec* timeout);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

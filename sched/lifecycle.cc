@@ -63,6 +63,8 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
   f->detached = attributes.detached;
   f->created_at = monotonic_now();
   f->carrier = creator ? creator->carrier : &g_carriers[0];
+  // As pthread_create: the new thread starts with its creator's signal mask.
+  f->sigmask = creator ? creator->sigmask : kernel_signal_mask();
   g_live_fibers.fetch_add(1, std::memory_order_relaxed);
   *out = f;
   make_runnable(f);

@@ -104,12 +104,24 @@ bool detach(Fiber* target);
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 
+// Signals. Each fiber has its own signal mask (Fiber::sigmask), which is what the kernel applies
+// on the carrier while that fiber runs: a switch between fibers with different masks changes the
+// carrier's (one system call; fibers with the same mask switch without any).
+//
 // Makes signal `sig` (1..64) pending for `target`. It is raised on the carrier that runs the
-// target when the target next returns from a switch or enters the shim, so its handler runs on
-// the target's stack as a thread-directed signal would. The target's park is not ended by it.
+// target when the target next returns from a switch or enters the shim and does not block it, so
+// its handler runs on the target's stack as a thread-directed signal would. The target's park is
+// not ended by it.
 void post_signal(Fiber* target, int sig);
-// Raises the calling fiber's pending signals on its carrier (fiber context).
+// Raises the calling fiber's pending signals that it does not block, on its carrier.
 void deliver_pending_signals(Fiber* self);
+// Sets the calling fiber's signal mask (bit sig-1), applies it to its carrier, and raises the
+// pending signals it unblocks before returning, as sigprocmask does.
+void set_signal_mask(Fiber* self, uint64_t mask);
+// The calling kernel thread's signal mask, from the kernel.
+uint64_t kernel_signal_mask();
+// Takes the lowest-numbered signal of `wanted` pending for `self`; 0 if none is.
+int take_pending_signal(Fiber* self, uint64_t wanted);
 
 // In the child of a fork(), before anything else runs there: the runtime keeps only the thread
 // that forked (if it is a fiber, it goes on as the only fiber, on carrier 0), drops every other

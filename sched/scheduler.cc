@@ -213,6 +213,19 @@ static void dispatch(Carrier* c, Fiber* next) {
 }
 
 // Held while TCBs are freed and while after_dlopen() visits them all.
+static void apply_signal_mask(Fiber* self) {
+  uint64_t mask = self->sigmask;
+  arch::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, sizeof mask);
+  self->carrier->applied_sigmask = mask;
+}
+
+// The signal state a fiber takes back onto the carrier it resumes on: its mask, then whatever was
+// sent to it meanwhile.
+static inline void resume_signals(Fiber* self) {
+  if (__builtin_expect(self->sigmask != self->carrier->applied_sigmask, 0)) apply_signal_mask(self);
+  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+}
+
 static Spinlock g_tcb_free_lock;
 
 // Returns an exited fiber's stack (with its TCB) to the pool, or frees both.
@@ -287,7 +300,7 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
   // Running again, on whichever carrier dispatched us.
   finish_switch(self->carrier);
   if (!self->tp) *errno_slot() = saved_errno;
-  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+  resume_signals(self);
 }
 
 void post_signal(Fiber* target, int sig) {
@@ -295,7 +308,9 @@ void post_signal(Fiber* target, int sig) {
 }
 
 void deliver_pending_signals(Fiber* self) {
-  uint64_t pending = self->pending_signals.exchange(0, std::memory_order_acquire);
+  // Blocked ones, and those a sigwait is waiting for, stay pending.
+  uint64_t held = self->sigmask | self->sigwait_set.load(std::memory_order_relaxed);
+  uint64_t pending = self->pending_signals.fetch_and(held, std::memory_order_acquire) & ~held;
   if (!pending) return;
   int saved_errno = errno;
   long pid = arch::raw_syscall(SYS_getpid);
@@ -306,6 +321,29 @@ void deliver_pending_signals(Fiber* self) {
     if (pending & 1) arch::raw_syscall(SYS_tgkill, pid, self->carrier->tid, sig);
   }
   errno = saved_errno;
+}
+
+uint64_t kernel_signal_mask() {
+  uint64_t mask = 0;
+  arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &mask, sizeof mask);
+  return mask;
+}
+
+void set_signal_mask(Fiber* self, uint64_t mask) {
+  self->sigmask = mask;
+  apply_signal_mask(self);
+  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+}
+
+int take_pending_signal(Fiber* self, uint64_t wanted) {
+  uint64_t pending = self->pending_signals.load(std::memory_order_acquire);
+  while (pending & wanted) {
+    uint64_t bit = pending & wanted & -(pending & wanted);
+    if (self->pending_signals.compare_exchange_weak(pending, pending & ~bit, std::memory_order_acq_rel)) {
+      return __builtin_ctzll(bit) + 1;
+    }
+  }
+  return 0;
 }
 
 // ---- carriers ----------------------------------------------------------------------------------
@@ -474,6 +512,7 @@ static void carrier0_loop_entry(void* carrier) {
 static void* carrier_thread_main(void* carrier) {
   auto* c = static_cast<Carrier*>(carrier);
   c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  c->applied_sigmask = kernel_signal_mask();  // inherited from the thread that started the runtime
   if (tls::per_fiber()) c->loop_tp = arch::thread_pointer();
   carrier_local()->carrier = c;
   carrier_local()->current = nullptr;
@@ -495,7 +534,7 @@ void fiber_main(void* fiber) {
   auto* self = static_cast<Fiber*>(fiber);
   finish_switch(self->carrier);
   if (self->tp) tls::enter_thread();
-  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+  resume_signals(self);
   self->sched_word.store(make_sched_word(seq_of(self->sched_word.load()), FiberState::kRunning));
   self->entry(self->entry_arg);
   die("a fiber's entry function returned instead of calling exit_current()");
@@ -584,6 +623,7 @@ bool start(const Config& config) {
   main->on_cpu.store(true, std::memory_order_relaxed);
   main->sched_word.store(make_sched_word(seq_of(main->sched_word.load()), FiberState::kRunning));
   c0->current = main;
+  main->sigmask = c0->applied_sigmask = kernel_signal_mask();
   carrier_local()->carrier = c0;
   carrier_local()->current = main;
   g_live_fibers.store(1);
@@ -665,6 +705,7 @@ void after_fork_in_child() {
     // was another carrier, now belongs to glibc's cache of free stacks).
     Carrier* c0 = &g_carriers[0];
     c0->tid = tid;
+    c0->applied_sigmask = kernel_signal_mask();
     c0->loop_stack = c0_loop_stack;
     c0->loop_tp = c0_loop_tp;
     if (!arch::context_prepare(&c0->loop_context, c0->loop_stack.lo, tls::stack_top(c0->loop_stack),

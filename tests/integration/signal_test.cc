@@ -1,11 +1,16 @@
 // pthread_kill: the handler runs in the target thread (its pthread_self and thread-locals), error
 // codes are glibc's, and signalling oneself or raise() runs the handler before returning.
+// Signal masks are per thread: set by one thread, not seen by others, inherited at create, and a
+// blocked signal waits until the thread unblocks it. sigwait/sigtimedwait take signals sent to
+// the thread, time out, and validate their timeout.
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 #include <cerrno>
 
 #include "gtest/gtest.h"
@@ -103,6 +108,124 @@ TEST_F(SignalTest, ErrorCodesAreGlibcs) {
   if (ExpectFibers()) {
     EXPECT_EQ(pthread_kill(thread, 0), ESRCH);
   }
+}
+
+// ---- masks ---------------------------------------------------------------------------------------
+
+bool Blocks(int sig) {
+  sigset_t current;
+  pthread_sigmask(SIG_BLOCK, nullptr, &current);
+  return sigismember(&current, sig);
+}
+
+sigset_t Only(int sig) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  return set;
+}
+
+TEST_F(SignalTest, MasksArePerThreadAndFollowTheThread) {
+  std::atomic<bool> blocked{false}, checked{false};
+  std::atomic<int> blocker_result{-1};
+  std::thread blocker([&] {
+    sigset_t usr1 = Only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    blocked = true;
+    while (!checked) sched_yield();  // other threads run on this carrier meanwhile
+    for (int i = 0; i < 100; ++i) usleep(100);  // and it may move between carriers
+    blocker_result = Blocks(SIGUSR1) ? 1 : 0;
+  });
+  while (!blocked) sched_yield();
+  std::atomic<int> other_result{-1};
+  std::thread([&] { other_result = Blocks(SIGUSR1) ? 1 : 0; }).join();
+  EXPECT_FALSE(Blocks(SIGUSR1));
+  checked = true;
+  blocker.join();
+  EXPECT_EQ(other_result, 0) << "a thread saw another thread's mask";
+  EXPECT_EQ(blocker_result, 1) << "the thread lost its own mask";
+}
+
+TEST_F(SignalTest, NewThreadsStartWithTheirCreatorsMask) {
+  sigset_t usr2 = Only(SIGUSR2), old;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  std::atomic<int> inherited{-1};
+  std::thread([&] { inherited = Blocks(SIGUSR2) ? 1 : 0; }).join();
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(inherited, 1);
+  EXPECT_FALSE(Blocks(SIGUSR2));
+}
+
+TEST_F(SignalTest, ABlockedSignalWaitsUntilTheThreadUnblocksIt) {
+  std::atomic<bool> blocked{false}, sent{false};
+  std::atomic<int> handled_while_blocked{-1}, handled_after_unblock{-1};
+  std::thread target([&] {
+    t_identity = 5;
+    sigset_t usr1 = Only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    blocked = true;
+    while (!sent) sched_yield();
+    for (int i = 0; i < 20; ++i) usleep(100);
+    handled_while_blocked = g_handled.load();
+    pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);  // delivered before this returns
+    handled_after_unblock = g_handled.load();
+  });
+  while (!blocked) sched_yield();
+  g_expected_self = target.native_handle();
+  ASSERT_EQ(pthread_kill(target.native_handle(), SIGUSR1), 0);
+  sent = true;
+  target.join();
+  EXPECT_EQ(handled_while_blocked, 0);
+  EXPECT_EQ(handled_after_unblock, 1);
+  EXPECT_EQ(g_handled_identity, 5);
+}
+
+TEST_F(SignalTest, SigwaitTakesASignalSentToTheThread) {
+  std::atomic<bool> blocked{false};
+  std::atomic<int> got{-1}, err{-1};
+  std::thread waiter([&] {
+    sigset_t usr1 = Only(SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    blocked = true;
+    int sig = 0;
+    err = sigwait(&usr1, &sig);
+    got = sig;
+  });
+  while (!blocked) sched_yield();
+  usleep(20 * 1000);  // usually inside sigwait by now; if not, the blocked signal waits for it
+  ASSERT_EQ(pthread_kill(waiter.native_handle(), SIGUSR1), 0);
+  waiter.join();
+  EXPECT_EQ(err, 0);
+  EXPECT_EQ(got, SIGUSR1);
+  EXPECT_EQ(g_handled, 0) << "the handler ran instead of sigwait taking the signal";
+}
+
+TEST_F(SignalTest, SigtimedwaitReportsTheSenderAndTimesOut) {
+  std::atomic<int> timed_out{-1}, timeout_errno{-1}, invalid_errno{-1}, got{-1}, sender{-1};
+  std::atomic<bool> ready{false};
+  std::thread waiter([&] {
+    sigset_t usr2 = Only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, nullptr);
+    timespec short_wait = {0, 30 * 1000 * 1000};
+    timed_out = sigtimedwait(&usr2, nullptr, &short_wait);
+    timeout_errno = errno;
+    timespec bad = {0, 1000000000};
+    sigtimedwait(&usr2, nullptr, &bad);
+    invalid_errno = errno;
+    ready = true;
+    siginfo_t info;
+    timespec long_wait = {30, 0};
+    got = sigtimedwait(&usr2, &info, &long_wait);
+    sender = info.si_pid;
+  });
+  while (!ready) sched_yield();
+  ASSERT_EQ(pthread_kill(waiter.native_handle(), SIGUSR2), 0);
+  waiter.join();
+  EXPECT_EQ(timed_out, -1);
+  EXPECT_EQ(timeout_errno, EAGAIN);
+  EXPECT_EQ(invalid_errno, EINVAL);
+  EXPECT_EQ(got, SIGUSR2);
+  EXPECT_EQ(sender, getpid());
 }
 
 }  // namespace
