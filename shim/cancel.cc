@@ -21,32 +21,56 @@ ThreadState* cancel_state_of(sched::Fiber* fiber) {
   return fiber ? static_cast<ThreadState*>(fiber->user_data) : nullptr;
 }
 
-constexpr uint64_t park_mark(uint32_t seq) { return (uint64_t{seq} << 1) | 1; }
+// The published park (ThreadState::cancel_park): its sequence number, whether signals end it too,
+// and a low bit so that 0 means "none".
+constexpr uint64_t kMarkSet = 1;
+constexpr uint64_t kMarkBySignals = 2;
+constexpr uint64_t park_mark(uint32_t seq, bool by_signals) {
+  return (uint64_t{seq} << 2) | (by_signals ? kMarkBySignals : 0) | kMarkSet;
+}
+constexpr uint32_t seq_of_mark(uint64_t mark) { return static_cast<uint32_t>(mark >> 2); }
 
-// pthread_cancel's half of the protocol in cancel.h, once `pending` is set: if `target` is at a
-// cancellation point, end the park it makes there. Runs with target->lifecycle_lock held, so
-// `state` cannot be freed meanwhile. Returns false if the target is between publishing the park
-// and parking (running on another carrier: a few instructions); the caller drops the lock and
-// tries again, because the target may need another fiber's lifecycle lock on its way (join), which
-// another pthread_cancel may hold.
-bool interrupt_cancellation_point(sched::Fiber* target, ThreadState* state) {
+// The interrupter's half of the protocol in cancel.h, once the request (a pending cancel or
+// signal) is published: if `target` is at a wait whose mark has all of `required` bits, end the
+// park it makes there. Runs with target->lifecycle_lock held, so `state` cannot be freed
+// meanwhile. Returns false if the target is between publishing the park and parking (running on
+// another carrier: a few instructions); the caller drops the lock and tries again, because the
+// target may need another fiber's lifecycle lock on its way (join), which another pthread_cancel
+// may hold.
+bool interrupt_published_park(sched::Fiber* target, ThreadState* state, uint64_t required) {
   for (;;) {
     uint64_t mark = state->cancel_park.load(std::memory_order_seq_cst);
-    if (mark == 0) return true;  // not at a cancellation point: it checks `pending` at its next one
-    auto seq = static_cast<uint32_t>(mark >> 1);
+    // Not at such a wait: it looks at the request before its next one.
+    if ((mark & required) != required) return true;
+    uint32_t seq = seq_of_mark(mark);
     uint64_t word = target->sched_word.load(std::memory_order_seq_cst);
     // That park is over (it checks `pending` again before its next one) or already being woken.
     if (sched::seq_of(word) != seq) return true;
     sched::FiberState now = sched::state_of(word);
     if (now == sched::FiberState::kParked) {
-      // Parked at `seq`: make sure that park is the cancellation point's. A park that began after
-      // the mark was cleared would show here as a cleared (or different) mark.
+      // Parked at `seq`: make sure that park is the marked one. A park that began after the mark
+      // was cleared would show here as a cleared (or different) mark.
       if (state->cancel_park.load(std::memory_order_seq_cst) != mark) continue;
       if (sched::interrupt(sched::ParkTicket{target, seq})) return true;
       continue;  // woken meanwhile, or the mark moved: look again
     }
-    if (now != sched::FiberState::kRunning) return true;  // runnable: it will look at `pending`
+    if (now != sched::FiberState::kRunning) return true;  // runnable: it will look at the request
     return false;
+  }
+}
+
+// Runs interrupt_published_park until it is done, dropping the target's lock between tries.
+// `still_wanted` (under the lock) stops early: the request was withdrawn or the thread exited.
+template <typename StillWanted>
+void interrupt_until_done(sched::Fiber* target, uint64_t required, StillWanted still_wanted) {
+  for (;;) {
+    {
+      sched::SpinlockGuard hold(target->lifecycle_lock);
+      auto* state = static_cast<ThreadState*>(target->user_data);
+      if (!state || !still_wanted(state)) return;
+      if (interrupt_published_park(target, state, required)) return;
+    }
+    sched::cpu_relax();
   }
 }
 
@@ -65,17 +89,24 @@ void cancellation_point(sched::Fiber* self) {
   if (state && cancel_due(state->cancel.load(std::memory_order_acquire))) act_on_cancel(state);
 }
 
-bool arm_cancel(sched::Fiber* self) {
+bool arm_cancel(sched::Fiber* self, bool by_signals) {
   ThreadState* state = cancel_state_of(self);
   if (!state) return false;
-  // Only this thread changes `disabled` and `exiting`; a disabled thread is never interrupted.
-  if (state->cancel.load(std::memory_order_relaxed) & (kCancelDisabled | kCancelExiting)) return false;
-  state->cancel_park.store(park_mark(sched::park_ticket().seq), std::memory_order_seq_cst);
-  if (state->cancel.load(std::memory_order_seq_cst) & kCancelPending) {
+  // Only this thread changes `disabled` and `exiting`; pthread_cancel never interrupts a thread
+  // that has cancellation disabled, so such a park needs a mark only for signals.
+  bool cancellable = !(state->cancel.load(std::memory_order_relaxed) & (kCancelDisabled | kCancelExiting));
+  if (!cancellable && !by_signals) return false;
+  state->cancel_park.store(park_mark(sched::park_ticket().seq, by_signals), std::memory_order_seq_cst);
+  if (cancellable && (state->cancel.load(std::memory_order_seq_cst) & kCancelPending)) {
     state->cancel_park.store(0, std::memory_order_relaxed);
     return true;
   }
   return false;
+}
+
+void interrupt_park_for_signal(sched::Fiber* target) {
+  // Published before this by post_signal; a thread that arms after it sees the signal then.
+  interrupt_until_done(target, kMarkSet | kMarkBySignals, [](ThreadState*) { return true; });
 }
 
 void disarm_cancel(sched::Fiber* self) {
@@ -111,15 +142,10 @@ int pthread_cancel(pthread_t thread) {
     before = state->cancel.fetch_or(shim::kCancelPending, std::memory_order_seq_cst);
   }
   if (target != self && !(before & (shim::kCancelDisabled | shim::kCancelExiting))) {
-    for (;;) {
-      {
-        sched::SpinlockGuard hold(target->lifecycle_lock);
-        // Stop if it has exited meanwhile (its state is gone, or is a new thread's).
-        if (target->user_data != state || !(state->cancel.load() & shim::kCancelPending)) break;
-        if (shim::interrupt_cancellation_point(target, state)) break;
-      }
-      sched::cpu_relax();
-    }
+    // Stop if it has exited meanwhile (its state is gone, or is a new thread's).
+    shim::interrupt_until_done(target, shim::kMarkSet, [state](shim::ThreadState* now) {
+      return now == state && (now->cancel.load() & shim::kCancelPending);
+    });
   }
   // glibc acts at once on itself when the type is asynchronous.
   if (target == self && shim::async_cancel_due(before | shim::kCancelPending)) shim::act_on_cancel(state);

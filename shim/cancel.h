@@ -19,6 +19,12 @@
 // sequence number pins that one park, so a later, non-cancellable park (the mutex a condition wait
 // re-takes) is never interrupted.
 //
+// Signals use the same publication: a wait that a signal handler ends with EINTR (the sleep family,
+// the semaphore waits) arms with `by_signals`, which adds a bit to the published mark, and
+// pthread_kill ends such a park (interrupt_park_for_signal) when the thread does not block the
+// signal and its disposition is not to ignore it. After kInterrupted, a due cancel wins; otherwise
+// it was a signal, whose handler ran as the fiber resumed.
+//
 // Asynchronous cancellation is accepted and recorded, and acted on at once where glibc acts at once
 // (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
 // calling thread), at any cancellation point, and at the entry of every interposed call
@@ -61,8 +67,20 @@ void cancellation_point(sched::Fiber* self);
 // caller undoes what it must, then calls act_on_cancel(self)); otherwise the fiber's next park may
 // be ended by pthread_cancel with WakeReason::kInterrupted (the caller then undoes what it must and
 // acts). disarm_cancel() must follow the park before anything else may park.
-bool arm_cancel(sched::Fiber* self);
+bool arm_cancel(sched::Fiber* self, bool by_signals = false);
 void disarm_cancel(sched::Fiber* self);
+
+// pthread_kill's half: ends the park of `target` if it is at a wait armed with `by_signals`.
+// Call after sched::post_signal, with a signal for which interrupts_waits() holds.
+void interrupt_park_for_signal(sched::Fiber* target);
+
+// Whether `sig`, not blocked, ends a wait as natively: its handler runs (the wait then fails with
+// EINTR), or its default action ends the process. Not for ignored signals, nor for stop signals
+// (after which the kernel resumes the wait). Defined in signal.cc.
+bool interrupts_waits(int sig);
+// Whether a signal sent to `self` that it does not block and that interrupts waits is pending: a
+// wait armed with `by_signals` checks this after arming and fails with EINTR if so.
+bool interrupting_signal_pending(sched::Fiber* self);
 [[noreturn]] void act_on_cancel(sched::Fiber* self);
 
 // For ShimEntry: acts if an asynchronous cancel is due for `self`.

@@ -11,7 +11,8 @@
 //
 // sem_wait, sem_timedwait and sem_clockwait are cancellation points: as glibc, they act on a pending
 // cancel on entry (after validating the timeout) whether or not they would wait, and pthread_cancel
-// ends the wait. A wait that took a unit returns normally; the cancel stays pending.
+// ends the wait. A wait that took a unit returns normally; the cancel stays pending. A signal sent
+// to the waiting fiber that runs a handler ends the wait with EINTR, as natively.
 #include <errno.h>
 #include <limits.h>  // SEM_VALUE_MAX
 #include <linux/futex.h>
@@ -68,9 +69,21 @@ int take(sem_t* sem, sched::Nanos deadline) {
     sched::Nanos now = sched::monotonic_now();
     if (deadline != sched::kNoDeadline && now >= deadline) return fail(ETIMEDOUT);
     sched::Nanos until = is_shared(sem) ? std::min(deadline, sched::deadline_after(now, kSharedRecheck)) : deadline;
-    if (arm_cancel(self)) act_on_cancel(self);
-    wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, until);
-    disarm_cancel(self);  // an interrupted wait acts at the next lap's arm_cancel, unless a unit came
+    if (arm_cancel(self, /*by_signals=*/true)) act_on_cancel(self);
+    bool interrupted = interrupting_signal_pending(self);
+    if (interrupted) {
+      sched::deliver_pending_signals(self);
+    } else {
+      interrupted = wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore,
+                                 until) == WaitResult::kInterrupted;
+    }
+    disarm_cancel(self);
+    if (interrupted) {
+      // A cancel acts at the next lap's arm_cancel (unless a unit came); a handler ran: EINTR.
+      if (try_take(s)) return 0;
+      auto* thread = static_cast<ThreadState*>(self->user_data);
+      if (!thread || !cancel_due(thread->cancel.load(std::memory_order_acquire))) return fail(EINTR);
+    }
   }
   return 0;
 }

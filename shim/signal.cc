@@ -18,9 +18,13 @@
 //
 // Threads glibc made itself (not fibers) get glibc's functions throughout.
 //
-// Not yet: a signal does not end a fiber's park in the shim (no EINTR from sleeps or semaphore
-// waits), a fiber that runs without entering the shim sees a pthread_kill only when it next does,
-// and sigsuspend/sigpending are glibc's (they see the carrier, not the fiber).
+// A pthread_kill ends the target's sleep or semaphore wait with EINTR, after the handler ran, as
+// natively (cancel.h has the protocol); other waits (mutexes, condition variables, joins) run the
+// handler when they end.
+//
+// Not yet: a process-directed signal does not end a parked fiber's wait, a fiber that runs
+// without entering the shim sees a pthread_kill only when it next does, and sigsuspend/sigpending
+// are glibc's (they see the carrier, not the fiber).
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -150,6 +154,29 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
 }
 
 }  // namespace
+
+bool interrupts_waits(int sig) {
+  struct sigaction action;
+  if (libc::sigaction(sig, nullptr, &action) != 0) return false;
+  if (action.sa_flags & SA_SIGINFO) return true;
+  if (action.sa_handler == SIG_IGN) return false;
+  if (action.sa_handler != SIG_DFL) return true;
+  switch (sig) {
+    case SIGCHLD: case SIGCONT: case SIGURG: case SIGWINCH:               // ignored by default
+    case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU: return false;  // stop by default
+    default: return true;                                                  // terminate by default
+  }
+}
+
+bool interrupting_signal_pending(sched::Fiber* self) {
+  uint64_t pending = self->pending_signals.load(std::memory_order_seq_cst) & ~self->sigmask &
+                     ~self->sigwait_set.load(std::memory_order_relaxed);
+  for (int sig = 1; pending; ++sig, pending >>= 1) {
+    if ((pending & 1) && interrupts_waits(sig)) return true;
+  }
+  return false;
+}
+
 }  // namespace vthread::shim
 
 extern "C" {
@@ -173,6 +200,11 @@ int pthread_kill(pthread_t thread, int sig) {
     sched::deliver_pending_signals(target);  // at once, unless blocked
   } else if (target->sigwait_set.load(std::memory_order_seq_cst) & shim::bit_of(sig)) {
     sched::parking_lot::unpark_all(&target->pending_signals);
+  } else if (!(target->sigmask & shim::bit_of(sig)) && shim::interrupts_waits(sig)) {
+    // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
+    // ends early, which sleeps and semaphore waits report as EINTR; handlers may be delayed by
+    // this anyway.)
+    shim::interrupt_park_for_signal(target);
   }
   return 0;
 }

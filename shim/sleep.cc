@@ -2,13 +2,16 @@
 // fibers (or any thread before the runtime starts) reach the real calls, which keeps a
 // single-threaded program exactly as it was.
 //
-// Sleeps on a fiber are not interrupted by signals yet (EINTR and the remaining time come with
-// per-fiber signal delivery). All four sleeps are cancellation points, as in glibc: they act on a
-// pending cancel on entry, even for a zero delay, and pthread_cancel ends the sleep.
+// A signal sent to the sleeping fiber (pthread_kill) that runs a handler ends the sleep after the
+// handler ran: EINTR and the time left, as natively (signal.cc, cancel.h). All four sleeps are
+// cancellation points, as in glibc: they act on a pending cancel on entry, even for a zero delay,
+// and pthread_cancel ends the sleep.
 #include <errno.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "sched/libc.h"
 #include "shim/cancel.h"
@@ -28,18 +31,34 @@ bool sleeps_on_monotonic(clockid_t clock) {
   return clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC || clock == CLOCK_BOOTTIME || clock == CLOCK_TAI;
 }
 
-// sched::sleep_until, as a cancellation point: each park may be ended by pthread_cancel, and the
-// next lap then acts on it.
-void sleep_until(sched::Fiber* self, sched::Nanos deadline) {
-  while (sched::monotonic_now() < deadline) {
-    if (shim::arm_cancel(self)) shim::act_on_cancel(self);
-    sched::park(sched::WaitReason::kSleep, deadline, nullptr, nullptr);
+// sched::sleep_until, as a cancellation point that signals interrupt: each park may be ended by
+// pthread_cancel (acted on here) or by a signal whose handler ran as the fiber resumed. Returns 0,
+// or EINTR with *left set to the time that was left.
+int sleep_until(sched::Fiber* self, sched::Nanos deadline, sched::Nanos* left = nullptr) {
+  for (sched::Nanos now; (now = sched::monotonic_now()) < deadline;) {
+    if (shim::arm_cancel(self, /*by_signals=*/true)) shim::act_on_cancel(self);
+    bool interrupted = shim::interrupting_signal_pending(self);
+    if (interrupted) {
+      sched::deliver_pending_signals(self);
+    } else {
+      interrupted = sched::park(sched::WaitReason::kSleep, deadline, nullptr, nullptr) == sched::WakeReason::kInterrupted;
+    }
     shim::disarm_cancel(self);
+    if (interrupted) {
+      shim::cancellation_point(self);  // a cancel wins over the signal
+      if (left) *left = deadline - std::min(deadline, sched::monotonic_now());
+      return EINTR;
+    }
   }
+  return 0;
 }
 
-void sleep_for(sched::Fiber* self, sched::Nanos delay) {
-  sleep_until(self, sched::deadline_after(sched::monotonic_now(), delay));
+int sleep_for(sched::Fiber* self, sched::Nanos delay, sched::Nanos* left = nullptr) {
+  return sleep_until(self, sched::deadline_after(sched::monotonic_now(), delay), left);
+}
+
+void store_left(sched::Nanos left, struct timespec* remaining) {
+  if (remaining) *remaining = sched::nanos_to_timespec(left);
 }
 
 }  // namespace
@@ -52,12 +71,11 @@ int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, 
   shim::cancellation_point(entry.fiber());
   if (!entry.fiber() || !sleeps_on_monotonic(clock)) return libc::clock_nanosleep(clock, flags, request, remaining);
   if (!shim::valid_timespec(*request) || request->tv_sec < 0) return EINVAL;
-  if (flags & TIMER_ABSTIME) {
-    sleep_until(entry.fiber(), shim::monotonic_deadline(clock, *request));
-  } else {
-    sleep_for(entry.fiber(), sched::timespec_to_nanos(*request));
-  }
-  return 0;
+  if (flags & TIMER_ABSTIME) return sleep_until(entry.fiber(), shim::monotonic_deadline(clock, *request));
+  sched::Nanos left;
+  if (sleep_for(entry.fiber(), sched::timespec_to_nanos(*request), &left) == 0) return 0;
+  store_left(left, remaining);
+  return EINTR;
 }
 
 int nanosleep(const struct timespec* request, struct timespec* remaining) {
@@ -68,8 +86,11 @@ int nanosleep(const struct timespec* request, struct timespec* remaining) {
     errno = EINVAL;
     return -1;
   }
-  sleep_for(entry.fiber(), sched::timespec_to_nanos(*request));
-  return 0;
+  sched::Nanos left;
+  if (sleep_for(entry.fiber(), sched::timespec_to_nanos(*request), &left) == 0) return 0;
+  store_left(left, remaining);
+  errno = EINTR;
+  return -1;
 }
 
 unsigned int sleep(unsigned int seconds) {
@@ -81,8 +102,10 @@ unsigned int sleep(unsigned int seconds) {
     if (libc::nanosleep(&request, &remaining) == 0) return 0;
     return static_cast<unsigned>(remaining.tv_sec) + (remaining.tv_nsec > 0);
   }
-  sleep_for(entry.fiber(), sched::Nanos{seconds} * sched::kNanosPerSecond);
-  return 0;
+  sched::Nanos left;
+  if (sleep_for(entry.fiber(), sched::Nanos{seconds} * sched::kNanosPerSecond, &left) == 0) return 0;
+  // As glibc: the seconds left, rounded up.
+  return static_cast<unsigned>((left + sched::kNanosPerSecond - 1) / sched::kNanosPerSecond);
 }
 
 int usleep(useconds_t microseconds) {
@@ -92,8 +115,9 @@ int usleep(useconds_t microseconds) {
     struct timespec request = {static_cast<time_t>(microseconds / 1000000), static_cast<long>(microseconds % 1000000) * 1000};
     return libc::nanosleep(&request, nullptr);
   }
-  sleep_for(entry.fiber(), sched::Nanos{microseconds} * 1000);
-  return 0;
+  if (sleep_for(entry.fiber(), sched::Nanos{microseconds} * 1000) == 0) return 0;
+  errno = EINTR;
+  return -1;
 }
 
 }  // extern "C"

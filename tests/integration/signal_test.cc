@@ -2,14 +2,17 @@
 // codes are glibc's, and signalling oneself or raise() runs the handler before returning.
 // Signal masks are per thread: set by one thread, not seen by others, inherited at create, and a
 // blocked signal waits until the thread unblocks it. sigwait/sigtimedwait take signals sent to
-// the thread, time out, and validate their timeout.
+// the thread, time out, and validate their timeout. A handler ends a sleep or a semaphore wait
+// with EINTR (and the time left); an ignored signal does not.
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 #include <cerrno>
 
@@ -226,6 +229,75 @@ TEST_F(SignalTest, SigtimedwaitReportsTheSenderAndTimesOut) {
   EXPECT_EQ(invalid_errno, EINVAL);
   EXPECT_EQ(got, SIGUSR2);
   EXPECT_EQ(sender, getpid());
+}
+
+// ---- EINTR --------------------------------------------------------------------------------------
+
+// Runs `wait` in a thread (up to 5 times, until it reports EINTR) while this thread sends SIGUSR1
+// to it every 20 ms: the first signal may come before the thread is in the wait.
+int InterruptedBySignals(const std::function<int()>& wait) {
+  std::atomic<int> result{-1};
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    for (int i = 0; i < 5 && result != EINTR; ++i) result = wait();
+    done = true;
+  });
+  while (!done) {
+    pthread_kill(waiter.native_handle(), SIGUSR1);
+    usleep(20 * 1000);
+  }
+  waiter.join();
+  return result;
+}
+
+TEST_F(SignalTest, AHandlerEndsNanosleepWithEintrAndTheTimeLeft) {
+  timespec left = {};
+  int r = InterruptedBySignals([&] {
+    timespec two_s = {2, 0};
+    return nanosleep(&two_s, &left) == 0 ? 0 : errno;
+  });
+  EXPECT_EQ(r, EINTR);
+  EXPECT_GT(g_handled, 0);
+  EXPECT_TRUE(left.tv_sec < 2 && (left.tv_sec > 0 || left.tv_nsec > 0)) << left.tv_sec << "s " << left.tv_nsec;
+}
+
+TEST_F(SignalTest, AHandlerEndsSleepWithTheSecondsLeft) {
+  unsigned left = 0;
+  int r = InterruptedBySignals([&] {
+    left = sleep(3);
+    return left ? EINTR : 0;
+  });
+  EXPECT_EQ(r, EINTR);
+  EXPECT_GE(left, 1u);
+  EXPECT_LE(left, 3u);
+}
+
+TEST_F(SignalTest, AHandlerEndsSemWaitWithEintr) {
+  sem_t empty;
+  ASSERT_EQ(sem_init(&empty, 0, 0), 0);
+  int r = InterruptedBySignals([&] { return sem_wait(&empty) == 0 ? 0 : errno; });
+  EXPECT_EQ(r, EINTR);
+  sem_destroy(&empty);
+}
+
+TEST_F(SignalTest, AnIgnoredSignalDoesNotEndASleep) {
+  struct sigaction ignore = {}, old;
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGUSR2, &ignore, &old), 0);
+  std::atomic<int> result{-1};
+  std::atomic<bool> done{false};
+  std::thread sleeper([&] {
+    timespec t = {0, 200 * 1000 * 1000};
+    result = nanosleep(&t, nullptr);
+    done = true;
+  });
+  while (!done) {
+    pthread_kill(sleeper.native_handle(), SIGUSR2);
+    usleep(10 * 1000);
+  }
+  sleeper.join();
+  sigaction(SIGUSR2, &old, nullptr);
+  EXPECT_EQ(result, 0);
 }
 
 }  // namespace
