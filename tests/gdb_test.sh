@@ -24,4 +24,9 @@ id=$(awk '$2 == "sleeper" { print $1 }' "$out")
 run_gdb -ex "vthread bt $id" -ex "vthread bt 99999"
 grep -Eq ' in sleeper \(' "$out" || fail "the backtrace of thread $id does not reach sleeper()"
 grep -q 'no thread 99999' "$out" || fail "an unknown id is not reported"
+
+run_gdb -ex "vthread bt all"
+for fn in sleeper locker waiter; do
+  grep -Eq " in $fn \(" "$out" || fail "vthread bt all does not reach $fn()"
+done
 echo PASS

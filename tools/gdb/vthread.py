@@ -5,6 +5,7 @@
 #   (gdb) source tools/gdb/vthread.py
 #   (gdb) vthread fibers          every thread: id, name, state, what it waits for, where
 #   (gdb) vthread bt ID           backtrace of a suspended thread (live process only)
+#   (gdb) vthread bt all          every suspended thread's backtrace
 #
 # Works on a live process or a core file with libvthread.so's debug information (the default build
 # keeps it). A suspended fiber's registers are on its stack in the frame arch/x86_64/switch.S
@@ -98,10 +99,20 @@ class VthreadBacktrace(gdb.Command):
         super().__init__("vthread bt", gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
+        if arg.strip() == "all":
+            for f, word in list(_fibers()):
+                state = STATES.get(word & 0xFF, "?")
+                gdb.write("\nthread %d \"%s\" %s%s\n" % (int(f["id"]), f["name"].string(), state,
+                                                         " (" + _wait_reason(f) + ")" if state == "parked" else ""))
+                if state in ("parked", "runnable") and int(f["context"]["sp"]):
+                    self._backtrace_from(int(f["context"]["sp"]))
+                elif state == "running":
+                    gdb.write("  running on a carrier: see gdb's own 'thread apply all bt'\n")
+            return
         try:
             wanted = int(arg)
         except ValueError:
-            raise gdb.GdbError("usage: vthread bt ID")
+            raise gdb.GdbError("usage: vthread bt ID|all")
         for f, word in _fibers():
             if int(f["id"]) != wanted:
                 continue
