@@ -104,6 +104,13 @@ bool detach(Fiber* target);
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 
+// Sets the run-queue level of `fiber` (0 lowest .. kPriorityLevels - 1 highest). A fiber waiting
+// on a run queue is moved to its new level at once; otherwise (running, parked, or caught in the
+// middle of being stolen) the level applies when it is next queued. Only the order in which a
+// carrier picks runnable fibers changes: nothing is preempted, and yield() still lets a fiber of
+// any level run. Callable from any context.
+void set_priority(Fiber* fiber, int level);
+
 // Makes signal `sig` (1..64) pending for `target`. It is raised on the carrier that runs the
 // target when the target next returns from a switch or enters the shim, so its handler runs on
 // the target's stack as a thread-directed signal would. The target's park is not ended by it.
