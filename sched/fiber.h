@@ -113,6 +113,11 @@ struct Fiber {
   // Signals sent to this fiber (pthread_kill), bit sig-1, raised on its carrier when it next runs.
   std::atomic<uint64_t> pending_signals;
 
+  // Time on a carrier, in TSC ticks (cpu_time.h): (total << 1) while it is not running, and
+  // ((dispatch tick - total) << 1) | 1 while it is, so any thread can read it with one load.
+  std::atomic<uint64_t> cpu_clock;
+  Nanos cpu_base;                       // CPU time it had before it became a fiber (main only)
+
   uint64_t switches_in;                 // statistics: times dispatched
   Nanos created_at;
 

@@ -5,10 +5,23 @@
 #define VTHREAD_SCHED_LIBC_H_
 
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <time.h>
 
+#include <atomic>
+
 namespace vthread::libc {
+
+// The real clock_gettime, which the shim's passes every ordinary clock to, and the runtime reads
+// its own clocks with. Being hot, it is called through a pointer that starts out at a resolver,
+// instead of checking for a resolved pointer on every call.
+using ClockGettime = int (*)(clockid_t clock, struct timespec* ts);
+extern std::atomic<ClockGettime> g_clock_gettime;
+inline int clock_gettime(clockid_t clock, struct timespec* ts) {
+  return g_clock_gettime.load(std::memory_order_relaxed)(clock, ts);
+}
+int clock_getres(clockid_t clock, struct timespec* res);
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg);
 int pthread_join(pthread_t thread, void** result);
@@ -55,6 +68,7 @@ int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* par
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
+int pthread_getcpuclockid(pthread_t thread, clockid_t* clock);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

@@ -111,6 +111,16 @@ void set_name(Fiber* fiber, const char* name);
 // any level run. Callable from any context.
 void set_priority(Fiber* fiber, int level);
 
+// Starts measuring fibers' CPU time: from now on each switch reads the cycle counter (see
+// sched/cpu_time.h for why not before, and what it counts). Idempotent; any context.
+void measure_cpu_time();
+
+// How long carriers have run `fiber` since measuring began (for the main fiber, plus the CPU time
+// its kernel thread had used when the runtime started): its CPU time. Starts measuring if that had
+// not begun. Callable from any thread, for any live fiber, including one running on another
+// carrier; never decreases.
+Nanos cpu_time(const Fiber* fiber);
+
 // Makes signal `sig` (1..64) pending for `target`. It is raised on the carrier that runs the
 // target when the target next returns from a switch or enters the shim, so its handler runs on
 // the target's stack as a thread-directed signal would. The target's park is not ended by it.
