@@ -69,6 +69,10 @@ int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock);
+int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set);
+int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set);
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set);
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

@@ -1,0 +1,203 @@
+// CPU affinity of fibers: pthread_setaffinity_np / pthread_getaffinity_np, sched_setaffinity /
+// sched_getaffinity for the calling thread, and pthread_attr_setaffinity_np at create.
+//
+// A fiber's mask is kept as a placement hint and reported back; it does not pin the fiber, and no
+// carrier's kernel affinity is changed (one fiber asking for CPU 1 must not move the others that
+// share its carrier). It follows the kernel's rules, so a program reads back what it would read
+// natively: the mask is cut to the kernel's mask size (cpumask_size(), found by asking the kernel
+// for the process's mask) and to the CPUs the process may use, EINVAL if nothing is left. A new
+// thread inherits its creator's mask, as a kernel task does. The process's CPUs are those the
+// kernel reports for it the first time a mask is needed; natively a thread may widen its mask to
+// any CPU of its cpuset, here only to those.
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "arch/raw_syscall.h"
+#include "sched/libc.h"
+#include "sched/spinlock.h"
+#include "shim/entry.h"
+#include "shim/sched_attrs.h"
+#include "shim/thread_state.h"
+
+namespace vthread::shim {
+namespace {
+
+sched::Spinlock g_init_lock;
+std::atomic<size_t> g_mask_bytes{0};  // 0 until a mask was first needed
+unsigned char* g_process_mask;
+
+// glibc reports an attribute without a mask as all ones, whatever the size asked for. A mask the
+// program set has zeros past its own size; asking for 8192 CPUs tells the two apart for any mask up
+// to that size that is not all ones.
+constexpr size_t kAttrQueryBytes = 1024;
+
+size_t mask_bytes() {
+  size_t bytes = g_mask_bytes.load(std::memory_order_acquire);
+  if (bytes) return bytes;
+  sched::SpinlockGuard hold(g_init_lock);
+  bytes = g_mask_bytes.load(std::memory_order_relaxed);
+  if (bytes) return bytes;
+  // The kernel refuses buffers too small for its masks and answers with how much it copied.
+  for (size_t size = 128;; size *= 2) {
+    auto* mask = static_cast<unsigned char*>(calloc(1, size));
+    if (!mask) return 0;
+    long copied = arch::raw_syscall(SYS_sched_getaffinity, getpid(), size, mask);
+    if (copied > 0) {
+      g_process_mask = mask;
+      g_mask_bytes.store(static_cast<size_t>(copied), std::memory_order_release);
+      return static_cast<size_t>(copied);
+    }
+    free(mask);
+    if (copied != -EINVAL || size >= (size_t{1} << 20)) return 0;
+  }
+}
+
+// The mask the kernel would store for `set` (`size` bytes): bits past its mask size ignored, bits
+// it lacks clear, only the process's CPUs. EINVAL if no CPU is left.
+int make_mask(size_t size, const cpu_set_t* set, unsigned char** out) {
+  if (!set) return EFAULT;
+  size_t bytes = mask_bytes();
+  auto* mask = static_cast<unsigned char*>(calloc(1, bytes ? bytes : 1));
+  if (!bytes || !mask) {
+    free(mask);
+    return ENOMEM;
+  }
+  memcpy(mask, set, size < bytes ? size : bytes);
+  bool any = false;
+  for (size_t i = 0; i < bytes; ++i) {
+    mask[i] &= g_process_mask[i];
+    any |= mask[i] != 0;
+  }
+  if (!any) {
+    free(mask);
+    return EINVAL;
+  }
+  *out = mask;
+  return 0;
+}
+
+int set_affinity(sched::Fiber* fiber, size_t size, const cpu_set_t* set) {
+  unsigned char* mask;
+  int err = make_mask(size, set, &mask);
+  if (err) return err;
+  err = with_live_state(fiber, [&](ThreadState* state) {
+    unsigned char* old = state->affinity;
+    state->affinity = mask;
+    mask = old;
+    return 0;
+  });
+  free(mask);
+  return err;
+}
+
+int get_affinity(sched::Fiber* fiber, size_t size, cpu_set_t* set) {
+  // The kernel's own checks of the size (a multiple of sizeof(long), room for every CPU it can
+  // have) and of the buffer: it writes this kernel thread's mask there, and ours then replaces it.
+  long copied = arch::raw_syscall(SYS_sched_getaffinity, 0, size < INT_MAX ? size : INT_MAX, set);
+  if (copied < 0) return static_cast<int>(-copied);
+  if (!mask_bytes()) return ENOMEM;
+  int err = with_live_state(fiber, [&](ThreadState* state) {
+    memcpy(set, state->affinity ? state->affinity : g_process_mask, static_cast<size_t>(copied));
+    return 0;
+  });
+  if (err) return err;
+  memset(reinterpret_cast<char*>(set) + copied, 0, size - static_cast<size_t>(copied));  // as glibc does
+  return 0;
+}
+
+// The fiber a pid names for sched_{set,get}affinity: 0 and the caller's own kernel tid (what
+// gettid() returned it) mean the calling fiber; the main thread's tid (the process id) the main
+// fiber. Any other pid is not a fiber.
+sched::Fiber* fiber_of_pid(const ShimEntry& entry, pid_t pid) {
+  if (!sched::started()) return nullptr;
+  if (entry.fiber() && (pid == 0 || pid == static_cast<pid_t>(arch::raw_syscall(SYS_gettid)))) return entry.fiber();
+  if (pid == main_fiber_tid()) return sched::main_fiber();
+  return nullptr;
+}
+
+}  // namespace
+
+int init_affinity(const pthread_attr_t* attr, ThreadState* child) {
+  unsigned char query[kAttrQueryBytes];
+  if (pthread_attr_getaffinity_np(attr, sizeof query, reinterpret_cast<cpu_set_t*>(query)) == 0) {
+    uint64_t first, last;
+    memcpy(&first, query, sizeof first);
+    memcpy(&last, query + sizeof query - sizeof last, sizeof last);
+    if (first != ~uint64_t{0} || last != ~uint64_t{0}) {
+      return make_mask(sizeof query, reinterpret_cast<cpu_set_t*>(query), &child->affinity);
+    }
+  }
+  sched::Fiber* self = sched::current();
+  if (!self || !g_mask_bytes.load(std::memory_order_acquire)) return 0;  // nobody has a mask yet
+  size_t bytes = mask_bytes();
+  auto* mask = static_cast<unsigned char*>(malloc(bytes));
+  if (!mask) return EAGAIN;
+  bool inherited = false;
+  with_live_state(self, [&](ThreadState* state) {
+    if (state->affinity) memcpy(mask, state->affinity, bytes);
+    inherited = state->affinity != nullptr;
+    return 0;
+  });
+  if (inherited) {
+    child->affinity = mask;
+  } else {
+    free(mask);
+  }
+  return 0;
+}
+
+void release_sched_attrs(ThreadState* state) {
+  free(state->affinity);
+  state->affinity = nullptr;
+}
+
+}  // namespace vthread::shim
+
+namespace shim = vthread::shim;
+namespace sched = vthread::sched;
+namespace libc = vthread::libc;
+using vthread::shim::ShimEntry;
+
+extern "C" {
+
+int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) {
+  ShimEntry entry("pthread_setaffinity_np");
+  sched::Fiber* fiber = shim::fiber_of(thread);
+  if (!fiber) return shim::reaped_fiber(thread) ? ESRCH : libc::pthread_setaffinity_np(thread, size, set);
+  return shim::set_affinity(fiber, size, set);
+}
+
+int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set) {
+  ShimEntry entry("pthread_getaffinity_np");
+  sched::Fiber* fiber = shim::fiber_of(thread);
+  if (!fiber) return shim::reaped_fiber(thread) ? ESRCH : libc::pthread_getaffinity_np(thread, size, set);
+  return shim::get_affinity(fiber, size, set);
+}
+
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set) {
+  ShimEntry entry("sched_setaffinity");
+  sched::Fiber* fiber = shim::fiber_of_pid(entry, pid);
+  if (!fiber) return libc::sched_setaffinity(pid, size, set);
+  int err = shim::set_affinity(fiber, size, set);
+  if (!err) return 0;
+  errno = err;
+  return -1;
+}
+
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set) {
+  ShimEntry entry("sched_getaffinity");
+  sched::Fiber* fiber = shim::fiber_of_pid(entry, pid);
+  if (!fiber) return libc::sched_getaffinity(pid, size, set);
+  int err = shim::get_affinity(fiber, size, set);
+  if (!err) return 0;
+  errno = err;
+  return -1;
+}
+
+}  // extern "C"
