@@ -1,8 +1,10 @@
-// Scheduling attributes of threads that are fibers: policy and priority (sched_param.cc) and CPU
-// affinity (affinity.cc). Threads that are not fibers keep glibc's, and the kernel's, own.
+// Scheduling attributes of threads that are fibers: policy and priority (sched_param.cc), CPU
+// affinity (affinity.cc) and CPU-time clocks (cpu_clock.cc). Threads that are not fibers keep
+// glibc's, and the kernel's, own.
 //
 // Nothing here reaches the kernel: a fiber's policy and priority choose its run-queue level
-// (sched::set_priority), and its affinity is kept and reported but does not pin it. Carriers keep the kernel scheduling and affinity
+// (sched::set_priority), its affinity is kept and reported but does not pin it, and its CPU clock
+// is the runtime's accounting (sched::cpu_time). Carriers keep the kernel scheduling and affinity
 // they started with. Because no kernel policy is set, real-time policies are granted without the
 // privilege check the kernel would make (EPERM): a SCHED_FIFO fiber only goes ahead of other
 // fibers in its carrier's queue, it gets no real-time priority from the kernel.
@@ -52,6 +54,11 @@ int with_live_state(sched::Fiber* fiber, Fn fn) {
   if (!state || fiber->exited.load(std::memory_order_relaxed)) return ESRCH;
   return fn(state);
 }
+
+// CPU-time clocks of fibers, as pthread_getcpuclockid() makes them (cpu_clock.cc).
+bool is_fiber_cpu_clock(clockid_t clock);
+// The fiber whose clock `clock` is, or nullptr if it has exited or never was.
+sched::Fiber* fiber_of_cpu_clock(clockid_t clock);
 
 }  // namespace vthread::shim
 
