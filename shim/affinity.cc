@@ -20,7 +20,6 @@
 
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
-#include "sched/spinlock.h"
 #include "shim/entry.h"
 #include "shim/sched_attrs.h"
 #include "shim/thread_state.h"
@@ -28,50 +27,52 @@
 namespace vthread::shim {
 namespace {
 
-sched::Spinlock g_init_lock;
-std::atomic<size_t> g_mask_bytes{0};  // 0 until a mask was first needed
-unsigned char* g_process_mask;
+// The kernel's mask size (cpumask_size()) and the CPUs the process may use. Published once, by
+// compare-and-swap rather than under a lock, so a fork child never finds it held.
+struct ProcessCpus {
+  size_t bytes;
+  unsigned char mask[];
+};
+std::atomic<ProcessCpus*> g_process{nullptr};
 
 // glibc reports an attribute without a mask as all ones, whatever the size asked for. A mask the
 // program set has zeros past its own size; asking for 8192 CPUs tells the two apart for any mask up
 // to that size that is not all ones.
 constexpr size_t kAttrQueryBytes = 1024;
 
-size_t mask_bytes() {
-  size_t bytes = g_mask_bytes.load(std::memory_order_acquire);
-  if (bytes) return bytes;
-  sched::SpinlockGuard hold(g_init_lock);
-  bytes = g_mask_bytes.load(std::memory_order_relaxed);
-  if (bytes) return bytes;
+// Null if memory ran out or the kernel would not tell.
+const ProcessCpus* process_cpus() {
+  ProcessCpus* cpus = g_process.load(std::memory_order_acquire);
+  if (cpus) return cpus;
   // The kernel refuses buffers too small for its masks and answers with how much it copied.
-  for (size_t size = 128;; size *= 2) {
-    auto* mask = static_cast<unsigned char*>(calloc(1, size));
-    if (!mask) return 0;
-    long copied = arch::raw_syscall(SYS_sched_getaffinity, getpid(), size, mask);
+  for (size_t size = 128; size <= (size_t{1} << 20); size *= 2) {
+    cpus = static_cast<ProcessCpus*>(calloc(1, sizeof(ProcessCpus) + size));
+    if (!cpus) return nullptr;
+    long copied = arch::raw_syscall(SYS_sched_getaffinity, getpid(), size, cpus->mask);
     if (copied > 0) {
-      g_process_mask = mask;
-      g_mask_bytes.store(static_cast<size_t>(copied), std::memory_order_release);
-      return static_cast<size_t>(copied);
+      cpus->bytes = static_cast<size_t>(copied);
+      ProcessCpus* first = nullptr;
+      if (g_process.compare_exchange_strong(first, cpus, std::memory_order_acq_rel)) return cpus;
+      free(cpus);
+      return first;
     }
-    free(mask);
-    if (copied != -EINVAL || size >= (size_t{1} << 20)) return 0;
+    free(cpus);
+    if (copied != -EINVAL) return nullptr;
   }
+  return nullptr;
 }
 
 // The mask the kernel would store for `set` (`size` bytes): bits past its mask size ignored, bits
 // it lacks clear, only the process's CPUs. EINVAL if no CPU is left.
 int make_mask(size_t size, const cpu_set_t* set, unsigned char** out) {
   if (!set) return EFAULT;
-  size_t bytes = mask_bytes();
-  auto* mask = static_cast<unsigned char*>(calloc(1, bytes ? bytes : 1));
-  if (!bytes || !mask) {
-    free(mask);
-    return ENOMEM;
-  }
-  memcpy(mask, set, size < bytes ? size : bytes);
+  const ProcessCpus* cpus = process_cpus();
+  auto* mask = cpus ? static_cast<unsigned char*>(calloc(1, cpus->bytes)) : nullptr;
+  if (!mask) return ENOMEM;
+  memcpy(mask, set, size < cpus->bytes ? size : cpus->bytes);
   bool any = false;
-  for (size_t i = 0; i < bytes; ++i) {
-    mask[i] &= g_process_mask[i];
+  for (size_t i = 0; i < cpus->bytes; ++i) {
+    mask[i] &= cpus->mask[i];
     any |= mask[i] != 0;
   }
   if (!any) {
@@ -101,9 +102,10 @@ int get_affinity(sched::Fiber* fiber, size_t size, cpu_set_t* set) {
   // have) and of the buffer: it writes this kernel thread's mask there, and ours then replaces it.
   long copied = arch::raw_syscall(SYS_sched_getaffinity, 0, size < INT_MAX ? size : INT_MAX, set);
   if (copied < 0) return static_cast<int>(-copied);
-  if (!mask_bytes()) return ENOMEM;
+  const ProcessCpus* cpus = process_cpus();
+  if (!cpus) return ENOMEM;
   int err = with_live_state(fiber, [&](ThreadState* state) {
-    memcpy(set, state->affinity ? state->affinity : g_process_mask, static_cast<size_t>(copied));
+    memcpy(set, state->affinity ? state->affinity : cpus->mask, static_cast<size_t>(copied));
     return 0;
   });
   if (err) return err;
@@ -134,8 +136,9 @@ int init_affinity(const pthread_attr_t* attr, ThreadState* child) {
     }
   }
   sched::Fiber* self = sched::current();
-  if (!self || !g_mask_bytes.load(std::memory_order_acquire)) return 0;  // nobody has a mask yet
-  size_t bytes = mask_bytes();
+  const ProcessCpus* cpus = g_process.load(std::memory_order_acquire);
+  if (!self || !cpus) return 0;  // nobody has a mask yet
+  size_t bytes = cpus->bytes;
   auto* mask = static_cast<unsigned char*>(malloc(bytes));
   if (!mask) return EAGAIN;
   bool inherited = false;

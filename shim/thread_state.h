@@ -39,7 +39,7 @@ struct ThreadState {
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
   // Scheduling attributes (sched_attrs.h), guarded by the fiber's lifecycle lock: other threads
   // set them. The policy and priority as the program set or inherited them (SCHED_OTHER = 0 by
-  // default), and the CPU affinity: a mask of affinity_mask_bytes(), or null for every CPU the
+  // default), and the CPU affinity: a mask of the kernel's mask size, or null for every CPU the
   // process may use.
   int sched_policy;
   int sched_priority;
