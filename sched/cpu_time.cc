@@ -47,13 +47,15 @@ void cpu_account::start_main(Fiber* main) {
   g_anchor_ticks = arch::cycle_counter();
 }
 
-// Fibers running on other carriers at this moment start counting at their next dispatch.
+// Fibers running on other carriers at this moment start counting at their next dispatch. The
+// caller starts its own run now, unless its carrier already did (another thread turned measuring on
+// first): only its own carrier writes its word, and that is the one running this.
 void measure_cpu_time() {
   if (cpu_account::g_measuring.load(std::memory_order_acquire)) return;
-  static Spinlock lock;
-  SpinlockGuard hold(lock);
-  if (cpu_account::g_measuring.load(std::memory_order_relaxed)) return;
-  if (Fiber* self = current()) cpu_account::start_run(self, arch::cycle_counter());
+  Fiber* self = current();
+  if (self && !(self->cpu_clock.load(std::memory_order_relaxed) & 1)) {
+    cpu_account::start_run(self, arch::cycle_counter());
+  }
   cpu_account::g_measuring.store(true, std::memory_order_release);
 }
 
