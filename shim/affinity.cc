@@ -35,11 +35,6 @@ struct ProcessCpus {
 };
 std::atomic<ProcessCpus*> g_process{nullptr};
 
-// glibc reports an attribute without a mask as all ones, whatever the size asked for. A mask the
-// program set has zeros past its own size; asking for 8192 CPUs tells the two apart for any mask up
-// to that size that is not all ones.
-constexpr size_t kAttrQueryBytes = 1024;
-
 // Null if memory ran out or the kernel would not tell.
 const ProcessCpus* process_cpus() {
   ProcessCpus* cpus = g_process.load(std::memory_order_acquire);
@@ -123,17 +118,32 @@ sched::Fiber* fiber_of_pid(const ShimEntry& entry, pid_t pid) {
   return nullptr;
 }
 
+int attr_mask_past_setsize(const pthread_attr_t* attr, unsigned char** out) {
+  for (size_t size = 2 * sizeof(cpu_set_t); size <= (size_t{1} << 20); size *= 2) {
+    auto* set = static_cast<cpu_set_t*>(malloc(size));
+    if (!set) return EAGAIN;
+    int err = pthread_attr_getaffinity_np(attr, size, set);
+    if (!err) err = make_mask(size, set, out);
+    else if (err == EINVAL) err = -1;  // the getter wants a larger buffer still
+    free(set);
+    if (err >= 0) return err;
+  }
+  return EINVAL;
+}
+
 }  // namespace
 
+// glibc reports an attribute without a mask as all ones, whatever the size asked for, and refuses
+// (EINVAL) a size too small for the CPUs set in a mask. Asking for CPU_SETSIZE CPUs, all ones
+// means no mask, unless the program set all of those CPUs, which on a machine that has no more
+// than that many is every CPU there is: it is then taken as inherited. The rare mask that sets
+// CPUs past CPU_SETSIZE is read with larger buffers.
 int init_affinity(const pthread_attr_t* attr, ThreadState* child) {
-  unsigned char query[kAttrQueryBytes];
-  if (pthread_attr_getaffinity_np(attr, sizeof query, reinterpret_cast<cpu_set_t*>(query)) == 0) {
-    uint64_t first, last;
-    memcpy(&first, query, sizeof first);
-    memcpy(&last, query + sizeof query - sizeof last, sizeof last);
-    if (first != ~uint64_t{0} || last != ~uint64_t{0}) {
-      return make_mask(sizeof query, reinterpret_cast<cpu_set_t*>(query), &child->affinity);
-    }
+  uint64_t query[sizeof(cpu_set_t) / sizeof(uint64_t)];
+  int err = pthread_attr_getaffinity_np(attr, sizeof query, reinterpret_cast<cpu_set_t*>(query));
+  if (err == EINVAL) return attr_mask_past_setsize(attr, &child->affinity);
+  for (uint64_t word : query) {
+    if (word != ~uint64_t{0}) return make_mask(sizeof query, reinterpret_cast<cpu_set_t*>(query), &child->affinity);
   }
   sched::Fiber* self = sched::current();
   const ProcessCpus* cpus = g_process.load(std::memory_order_acquire);

@@ -370,6 +370,21 @@ TEST(AffinityTest, AttributeAffinityAtCreate) {
     Thread t([] {}, &attr);
     EXPECT_EQ(EINVAL, t.create_error());
   }
+  // A mask larger than cpu_set_t: the kernel reads as much of it as its own masks hold.
+  const int kBig = 4 * CPU_SETSIZE;
+  cpu_set_t* big = CPU_ALLOC(kBig);
+  ASSERT_NE(nullptr, big);
+  CPU_ZERO_S(CPU_ALLOC_SIZE(kBig), big);
+  CPU_SET_S(kBig - 1, CPU_ALLOC_SIZE(kBig), big);
+  ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, CPU_ALLOC_SIZE(kBig), big));
+  if (!CPU_ISSET(CPU_SETSIZE - 1, &process)) {
+    Thread t([] {}, &attr);
+    EXPECT_EQ(EINVAL, t.create_error());
+  }
+  CPU_SET_S(FirstCpu(process), CPU_ALLOC_SIZE(kBig), big);
+  ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, CPU_ALLOC_SIZE(kBig), big));
+  RunInThread([&] { EXPECT_TRUE(Same(one, AffinityOf(pthread_self()))); }, &attr);
+  CPU_FREE(big);
   pthread_attr_destroy(&attr);
   // Without a mask in the attribute the creator's is inherited.
   ASSERT_EQ(0, pthread_attr_init(&attr));
