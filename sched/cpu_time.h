@@ -10,7 +10,7 @@
 // counter is that time the kernel takes the carrier away from a running fiber (preemption by
 // other processes, a blocking system call the fiber makes) counts as the fiber's.
 //
-// Even the counter read is not free (10-15 ns a switch on the 2-core VM the benchmarks run on,
+// Even the counter read is not free (about 15 ns a switch on the 2-core VM the benchmarks run on,
 // a quarter of a yield switch), and most programs never read a thread's CPU clock. So nothing is
 // measured until the first request for one (measure_cpu_time()): a fiber's clock counts the time it
 // ran from then on, plus, for the main fiber, what its kernel thread had used when the runtime
