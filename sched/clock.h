@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "sched/libc.h"
+
 namespace vthread::sched {
 
 using Nanos = int64_t;
@@ -28,7 +30,7 @@ inline struct timespec nanos_to_timespec(Nanos ns) {
 
 inline Nanos clock_nanos(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(clock, &ts);  // vDSO; not interposed
+  libc::clock_gettime(clock, &ts);  // the vDSO's, not the shim's
   return timespec_to_nanos(ts);
 }
 

@@ -73,6 +73,7 @@ Fiber* FiberTable::allocate() {
   fiber->sched_word.store(make_sched_word(seq, FiberState::kRunnable), std::memory_order_relaxed);
   fiber->id = id;
   fiber->priority = kDefaultPriority;
+  fiber->next_priority.store(kDefaultPriority, std::memory_order_relaxed);
   fiber->magic = kFiberMagic;
   return fiber;
 }

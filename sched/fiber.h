@@ -21,6 +21,7 @@
 namespace vthread::sched {
 
 struct Carrier;
+class RunQueue;
 
 // 32 run-queue levels as in LK: 0 is the lowest, 31 the highest, kDefaultPriority for ordinary threads.
 constexpr int kPriorityLevels = 32;
@@ -80,7 +81,9 @@ struct Fiber {
   std::atomic<bool> on_cpu;
   WaitReason wait_reason;
   WakeReason wake_reason;
-  uint8_t priority;
+  uint8_t priority;                     // the run-queue level it was queued at (RunQueue's)
+  // The level it is to be queued at (set_priority()); RunQueue::push_back takes it from here.
+  std::atomic<uint8_t> next_priority;
   bool is_main;                         // the program's initial thread, running on the process stack
 
   Carrier* carrier;                     // the carrier running it, or the last one that did
@@ -92,6 +95,9 @@ struct Fiber {
 
   Fiber* rq_next;                       // run-queue links, owned by the queue's lock
   Fiber* rq_prev;
+  // The queue holding it, or null; written under that queue's lock, so set_priority() can tell
+  // whether the queue it locked still holds the fiber.
+  std::atomic<RunQueue*> rq_owner;
 
   // Lifecycle, guarded by lifecycle_lock. Joiners park on &exited (a parking-lot address) and
   // validate it without the lock, hence atomic.
@@ -113,6 +119,11 @@ struct Fiber {
   uint64_t sigmask;
   // While it waits in sigwait and friends: the signals it waits for, which are taken, not raised.
   std::atomic<uint64_t> sigwait_set;
+
+  // Time on a carrier, in TSC ticks (cpu_time.h): (total << 1) while it is not running, and
+  // ((dispatch tick - total) << 1) | 1 while it is, so any thread can read it with one load.
+  std::atomic<uint64_t> cpu_clock;
+  Nanos cpu_base;                       // CPU time it had before it became a fiber (main only)
 
   uint64_t switches_in;                 // statistics: times dispatched
   Nanos created_at;

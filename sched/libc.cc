@@ -114,6 +114,12 @@ VTHREAD_REAL(int, pthread_getschedparam, (pthread_t thread, int* policy, struct 
 VTHREAD_REAL(int, pthread_setschedparam, (pthread_t thread, int policy, const struct sched_param* param),
              (thread, policy, param))
 VTHREAD_REAL(int, pthread_setschedprio, (pthread_t thread, int priority), (thread, priority))
+VTHREAD_REAL(int, clock_getres, (clockid_t clock, struct timespec* res), (clock, res))
+VTHREAD_REAL(int, pthread_getcpuclockid, (pthread_t thread, clockid_t* clock), (thread, clock))
+VTHREAD_REAL(int, pthread_setaffinity_np, (pthread_t thread, size_t size, const cpu_set_t* set), (thread, size, set))
+VTHREAD_REAL(int, pthread_getaffinity_np, (pthread_t thread, size_t size, cpu_set_t* set), (thread, size, set))
+VTHREAD_REAL(int, sched_setaffinity, (pid_t pid, size_t size, const cpu_set_t* set), (pid, size, set))
+VTHREAD_REAL(int, sched_getaffinity, (pid_t pid, size_t size, cpu_set_t* set), (pid, size, set))
 VTHREAD_REAL(void, __pthread_register_cancel, (__pthread_unwind_buf_t* buf), (buf))
 VTHREAD_REAL(void, __pthread_unregister_cancel, (__pthread_unwind_buf_t* buf), (buf))
 VTHREAD_REAL(int, pthread_cancel, (pthread_t thread), (thread))
@@ -122,6 +128,15 @@ VTHREAD_REAL(int, pthread_setcanceltype, (int type, int* old_type), (type, old_t
 VTHREAD_REAL(void, pthread_testcancel, (), ())
 
 #undef VTHREAD_REAL
+
+static int resolve_clock_gettime(clockid_t clock, struct timespec* ts) {
+  static std::atomic<void*> slot{nullptr};
+  auto real = reinterpret_cast<ClockGettime>(resolve(slot, "clock_gettime"));
+  g_clock_gettime.store(real, std::memory_order_relaxed);
+  return real(clock, ts);
+}
+
+std::atomic<ClockGettime> g_clock_gettime{resolve_clock_gettime};
 
 // The ones that never return.
 void pthread_exit(void* value) {

@@ -5,11 +5,24 @@
 #define VTHREAD_SCHED_LIBC_H_
 
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <time.h>
 
+#include <atomic>
+
 namespace vthread::libc {
+
+// The real clock_gettime, which the shim's passes every ordinary clock to, and the runtime reads
+// its own clocks with. Being hot, it is called through a pointer that starts out at a resolver,
+// instead of checking for a resolved pointer on every call.
+using ClockGettime = int (*)(clockid_t clock, struct timespec* ts);
+extern std::atomic<ClockGettime> g_clock_gettime;
+inline int clock_gettime(clockid_t clock, struct timespec* ts) {
+  return g_clock_gettime.load(std::memory_order_relaxed)(clock, ts);
+}
+int clock_getres(clockid_t clock, struct timespec* res);
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg);
 int pthread_join(pthread_t thread, void** result);
@@ -62,6 +75,11 @@ int sigaction(int sig, const struct sigaction* action, struct sigaction* old);
 int pthread_sigmask(int how, const sigset_t* set, sigset_t* old);
 int sigprocmask(int how, const sigset_t* set, sigset_t* old);
 int sigtimedwait(const sigset_t* set, siginfo_t* info, const struct timespec* timeout);
+int pthread_getcpuclockid(pthread_t thread, clockid_t* clock);
+int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set);
+int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set);
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set);
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

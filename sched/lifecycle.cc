@@ -59,7 +59,7 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
   f->entry = entry;
   f->entry_arg = arg;
   f->user_data = user_data;
-  f->priority = static_cast<uint8_t>(attributes.priority);
+  f->next_priority.store(static_cast<uint8_t>(attributes.priority), std::memory_order_relaxed);
   f->detached = attributes.detached;
   f->created_at = monotonic_now();
   f->carrier = creator ? creator->carrier : &g_carriers[0];
@@ -122,6 +122,30 @@ bool detach(Fiber* target) {
   }
   if (reap_now) reap(target);
   return true;
+}
+
+// The fiber's queue is found through rq_owner, which only changes under the lock of the queue it
+// names (or of none); so once the named carrier's lock is held and rq_owner still names it, the
+// fiber is on that queue and can be moved. A fiber in transit between queues (a thief's loot) is
+// on no carrier's queue: its new level is taken when the thief queues it, or at its next enqueue
+// if the thief read the level just before our store.
+void set_priority(Fiber* fiber, int level) {
+  fiber->next_priority.store(static_cast<uint8_t>(level), std::memory_order_seq_cst);
+  for (;;) {
+    RunQueue* queue = fiber->rq_owner.load(std::memory_order_acquire);
+    Carrier* c = nullptr;
+    for (int i = 0; queue && i < g_ncarriers; ++i) {
+      if (&g_carriers[i].queue == queue) c = &g_carriers[i];
+    }
+    if (!c) return;
+    SpinlockGuard hold(c->queue_lock);
+    if (fiber->rq_owner.load(std::memory_order_relaxed) != queue) continue;
+    if (fiber->priority != level) {
+      queue->remove(fiber);
+      queue->push_back(fiber);
+    }
+    return;
+  }
 }
 
 void set_name(Fiber* fiber, const char* name) {

@@ -3,6 +3,8 @@
 namespace vthread::sched {
 
 void RunQueue::push_back(Fiber* fiber) {
+  fiber->priority = fiber->next_priority.load(std::memory_order_relaxed);
+  fiber->rq_owner.store(this, std::memory_order_relaxed);
   Level& level = levels_[fiber->priority];
   fiber->rq_next = nullptr;
   fiber->rq_prev = level.tail;
@@ -17,6 +19,8 @@ void RunQueue::push_back(Fiber* fiber) {
 }
 
 void RunQueue::push_front(Fiber* fiber) {
+  fiber->priority = fiber->next_priority.load(std::memory_order_relaxed);
+  fiber->rq_owner.store(this, std::memory_order_relaxed);
   Level& level = levels_[fiber->priority];
   fiber->rq_prev = nullptr;
   fiber->rq_next = level.head;
@@ -43,6 +47,7 @@ void RunQueue::remove(Fiber* fiber) {
     level.tail = fiber->rq_prev;
   }
   fiber->rq_next = fiber->rq_prev = nullptr;
+  fiber->rq_owner.store(nullptr, std::memory_order_relaxed);
   if (!level.head) bitmap_ &= ~(1u << fiber->priority);
   --size_;
 }

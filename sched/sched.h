@@ -104,6 +104,23 @@ bool detach(Fiber* target);
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 
+// Sets the run-queue level of `fiber` (0 lowest .. kPriorityLevels - 1 highest). A fiber waiting
+// on a run queue is moved to its new level at once; otherwise (running, parked, or caught in the
+// middle of being stolen) the level applies when it is next queued. Only the order in which a
+// carrier picks runnable fibers changes: nothing is preempted, and yield() still lets a fiber of
+// any level run. Callable from any context.
+void set_priority(Fiber* fiber, int level);
+
+// Starts measuring fibers' CPU time: from now on each switch reads the cycle counter (see
+// sched/cpu_time.h for why not before, and what it counts). Idempotent; any context.
+void measure_cpu_time();
+
+// How long carriers have run `fiber` since measuring began (for the main fiber, plus the CPU time
+// its kernel thread had used when the runtime started): its CPU time. Starts measuring if that had
+// not begun. Callable from any thread, for any live fiber, including one running on another
+// carrier; never decreases.
+Nanos cpu_time(const Fiber* fiber);
+
 // Signals. Each fiber has its own signal mask (Fiber::sigmask), which is what the kernel applies
 // on the carrier while that fiber runs: a switch between fibers with different masks changes the
 // carrier's (one system call; fibers with the same mask switch without any).

@@ -69,6 +69,7 @@
 #include "arch/raw_syscall.h"
 #include "arch/thread_pointer.h"
 #include "sched/carrier.h"
+#include "sched/cpu_time.h"
 #include "sched/futex.h"
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
@@ -194,9 +195,11 @@ Fiber* pick_local(Carrier* c) {
   return dequeue(c);
 }
 
+// `c->current` is the fiber switching out, or null when the carrier context dispatches.
 static void dispatch(Carrier* c, Fiber* next) {
   while (next->on_cpu.load(std::memory_order_acquire)) cpu_relax();
   next->on_cpu.store(true, std::memory_order_relaxed);
+  cpu_account::account_switch(c->current, next);
   next->carrier = c;
   ++next->switches_in;
   c->current = next;
@@ -289,6 +292,7 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
     dispatch(c, next);
     arch::context_switch(&self->context, &next->context);
   } else {
+    cpu_account::account_switch(self, nullptr);
     c->current = nullptr;
     if (c->loop_tp) {
       arch::set_thread_pointer(c->loop_tp);
@@ -621,6 +625,7 @@ bool start(const Config& config) {
   if (tls::per_fiber()) main->tp = arch::thread_pointer();
   main->carrier = c0;
   main->on_cpu.store(true, std::memory_order_relaxed);
+  cpu_account::start_main(main);
   main->sched_word.store(make_sched_word(seq_of(main->sched_word.load()), FiberState::kRunning));
   c0->current = main;
   main->sigmask = c0->applied_sigmask = kernel_signal_mask();

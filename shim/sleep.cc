@@ -16,6 +16,7 @@
 #include "sched/libc.h"
 #include "shim/cancel.h"
 #include "shim/entry.h"
+#include "shim/sched_attrs.h"
 #include "shim/time_convert.h"
 
 namespace sched = vthread::sched;
@@ -26,7 +27,8 @@ using vthread::shim::ShimEntry;
 namespace {
 
 // Clocks a fiber can sleep on by parking: those whose time passes at the rate of CLOCK_MONOTONIC.
-// CPU-time clocks (and the _ALARM clocks, which need privileges the kernel checks) go to the kernel.
+// Fibers' CPU-time clocks are polled (sleep_on_cpu_clock); the process's and kernel threads' CPU
+// clocks (and the _ALARM clocks, which need privileges the kernel checks) go to the kernel.
 bool sleeps_on_monotonic(clockid_t clock) {
   return clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC || clock == CLOCK_BOOTTIME || clock == CLOCK_TAI;
 }
@@ -61,6 +63,28 @@ void store_left(sched::Nanos left, struct timespec* remaining) {
   if (remaining) *remaining = sched::nanos_to_timespec(left);
 }
 
+// Sleeps until another fiber's CPU clock reads `goal`. A fiber's CPU time grows no faster than
+// the wall clock, so sleeping for the difference never overshoots; at least kCpuClockPoll at a
+// time, so that a target that rarely runs is not polled ever faster. Ends with EINVAL if the
+// target exits first, as reading its clock then would.
+constexpr sched::Nanos kCpuClockPoll = 1000 * 1000;
+
+int sleep_on_cpu_clock(sched::Fiber* self, clockid_t clock, sched::Nanos goal) {
+  for (;;) {
+    sched::Fiber* target = shim::fiber_of_cpu_clock(clock);
+    if (!target) return EINVAL;
+    sched::Nanos left = goal - sched::cpu_time(target);
+    if (left <= 0) return 0;
+    if (left < kCpuClockPoll) left = kCpuClockPoll;
+    if (self) {
+      if (int err = sleep_for(self, left)) return err;  // a handler ran: EINTR
+    } else {
+      struct timespec pause = sched::nanos_to_timespec(left);
+      libc::nanosleep(&pause, nullptr);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -68,6 +92,16 @@ extern "C" {
 int clock_nanosleep(clockid_t clock, int flags, const struct timespec* request, struct timespec* remaining) {
   ShimEntry entry("clock_nanosleep");
   if (clock == CLOCK_THREAD_CPUTIME_ID) return EINVAL;  // glibc refuses it before the kernel sees it
+  if (shim::is_fiber_cpu_clock(clock)) {
+    // The kernel refuses a sleep on the caller's own CPU clock, and one on a thread that is gone.
+    sched::Fiber* target = shim::fiber_of_cpu_clock(clock);
+    if (!target || target == entry.fiber()) return EINVAL;
+    shim::cancellation_point(entry.fiber());
+    if (!shim::valid_timespec(*request) || request->tv_sec < 0) return EINVAL;
+    sched::Nanos goal = sched::timespec_to_nanos(*request);
+    if (!(flags & TIMER_ABSTIME)) goal = sched::deadline_after(sched::cpu_time(target), goal);
+    return sleep_on_cpu_clock(entry.fiber(), clock, goal);
+  }
   shim::cancellation_point(entry.fiber());
   if (!entry.fiber() || !sleeps_on_monotonic(clock)) return libc::clock_nanosleep(clock, flags, request, remaining);
   if (!shim::valid_timespec(*request) || request->tv_sec < 0) return EINVAL;

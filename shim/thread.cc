@@ -3,8 +3,9 @@
 //
 // pthread_attr_t is left to glibc: its functions only read and write the object's bytes, so glibc's
 // own implementation already gives glibc's exact validation and error codes. pthread_create reads
-// the attributes back through glibc's getters. VTHREAD_STACK_SIZE becomes glibc's default stack
-// size (pthread_setattr_default_np), so pthread_attr_getstacksize and the fibers agree on it.
+// the attributes back through glibc's getters (the scheduling ones in sched_param.cc and
+// affinity.cc). VTHREAD_STACK_SIZE becomes glibc's default stack size
+// (pthread_setattr_default_np), so pthread_attr_getstacksize and the fibers agree on it.
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -23,6 +24,7 @@
 #include "sched/spinlock.h"
 #include "shim/cancel.h"
 #include "shim/entry.h"
+#include "shim/sched_attrs.h"
 #include "shim/settings.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
@@ -147,7 +149,9 @@ bool ensure_runtime() {
   g_main_tid = static_cast<int>(gettid());
   Fiber* main = sched::main_fiber();
   if (main) name_main_fiber(main);
-  thread_state();  // now, so that pthread_cancel finds every live fiber's state without making one
+  // Now, so that pthread_cancel and the scheduling calls find every live fiber's state.
+  ThreadState* state = thread_state();
+  if (main && state) adopt_main_sched(main, state);
   pthread_attr_t defaults;
   size_t default_stack = 8 << 20;
   if (pthread_getattr_default_np(&defaults) == 0) {
@@ -215,17 +219,24 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start_
   pthread_attr_getstacksize(attr, &stack_size);
   spawn.stack_size = stack_size;
   spawn.detached = detach_state == PTHREAD_CREATE_DETACHED;
-  if (attr == &defaults) pthread_attr_destroy(&defaults);
 
   auto* state = static_cast<shim::ThreadState*>(calloc(1, sizeof(shim::ThreadState)));
-  if (!state) return EAGAIN;
+  int err = state ? shim::init_sched_attrs(attr, state, &spawn.priority) : EAGAIN;
+  if (attr == &defaults) pthread_attr_destroy(&defaults);
+  if (err) {
+    free(state);
+    return err;
+  }
   state->start_routine = start_routine;
   state->arg = arg;
   // spawn() stores the record's address, which is the new thread's pthread_t, before the thread can
   // run, as glibc does: programs read a global pthread_t from the new thread.
   static_assert(sizeof(pthread_t) == sizeof(sched::Fiber*));
-  int err = sched::spawn(spawn, shim::thread_entry, state, state, reinterpret_cast<sched::Fiber**>(thread));
-  if (err) free(state);
+  err = sched::spawn(spawn, shim::thread_entry, state, state, reinterpret_cast<sched::Fiber**>(thread));
+  if (err) {
+    shim::release_sched_attrs(state);
+    free(state);
+  }
   return err;
 }
 

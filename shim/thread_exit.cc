@@ -21,6 +21,7 @@
 #include "sched/spinlock.h"
 #include "shim/cancel.h"
 #include "shim/entry.h"
+#include "shim/sched_attrs.h"
 #include "shim/thread_state.h"
 
 namespace vthread::shim {
@@ -104,6 +105,7 @@ void finish_thread(ThreadState* state, void* value) {
     sched::SpinlockGuard hold(self->lifecycle_lock);
     if (self->user_data == state) self->user_data = nullptr;
   }
+  release_sched_attrs(state);
   free(state);
   // The last thread to exit ends the process with status 0, running atexit handlers, as glibc does.
   sched::exit_current(value, [] { exit(0); });

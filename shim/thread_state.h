@@ -1,6 +1,6 @@
 // What the shim keeps per thread, beyond the scheduler's fiber record: the start routine, the
-// pthread_exit landing point and thread-specific data. Reached through Fiber::user_data; threads
-// that are not fibers have one in ordinary thread-local storage.
+// pthread_exit landing point, thread-specific data and scheduling attributes. Reached through
+// Fiber::user_data; threads that are not fibers have one in ordinary thread-local storage.
 #ifndef VTHREAD_SHIM_THREAD_STATE_H_
 #define VTHREAD_SHIM_THREAD_STATE_H_
 
@@ -39,8 +39,13 @@ struct ThreadState {
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
   // The robust mutexes the thread holds (mutex.cc), linked through their __list fields.
   __pthread_list_t* robust_held;
-  int sched_policy;               // pthread_setschedparam's values (SCHED_OTHER = 0 by default)
+  // Scheduling attributes (sched_attrs.h), guarded by the fiber's lifecycle lock: other threads
+  // set them. The policy and priority as the program set or inherited them (SCHED_OTHER = 0 by
+  // default), and the CPU affinity: a mask of the kernel's mask size, or null for every CPU the
+  // process may use.
+  int sched_policy;
   int sched_priority;
+  unsigned char* affinity;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the

@@ -11,7 +11,7 @@ std::vector<Fiber> make_fibers(size_t n) {
   std::vector<Fiber> fibers(n);
   for (size_t i = 0; i < n; ++i) {
     fibers[i].id = i;
-    fibers[i].priority = kDefaultPriority;
+    fibers[i].next_priority = kDefaultPriority;
   }
   return fibers;
 }
@@ -38,7 +38,7 @@ TEST(RunQueueTest, HighestPriorityFirstAcrossAllLevels) {
   // Push in a scrambled order; expect strictly descending priority out.
   for (int i = 0; i < kPriorityLevels; ++i) {
     int level = (i * 7) % kPriorityLevels;
-    f[i].priority = static_cast<uint8_t>(level);
+    f[i].next_priority = static_cast<uint8_t>(level);
     q.push_back(&f[i]);
   }
   for (int expected = kPriorityLevels - 1; expected >= 0; --expected) {
@@ -76,8 +76,8 @@ TEST(RunQueueTest, RemoveFromMiddleHeadAndTail) {
 
 TEST(RunQueueTest, RemovingTheLastFiberOfALevelClearsItsBit) {
   auto f = make_fibers(2);
-  f[0].priority = 30;
-  f[1].priority = 3;
+  f[0].next_priority = 30;
+  f[1].next_priority = 3;
   RunQueue q;
   q.push_back(&f[0]);
   q.push_back(&f[1]);
@@ -87,7 +87,7 @@ TEST(RunQueueTest, RemovingTheLastFiberOfALevelClearsItsBit) {
 
 TEST(RunQueueTest, StealHalfTakesHighestFirstAndRoundsUp) {
   auto f = make_fibers(7);
-  for (int i = 0; i < 7; ++i) f[i].priority = static_cast<uint8_t>(i);
+  for (int i = 0; i < 7; ++i) f[i].next_priority = static_cast<uint8_t>(i);
   RunQueue victim, thief;
   for (auto& fiber : f) victim.push_back(&fiber);
   EXPECT_EQ(victim.steal_half_into(&thief), 4u);
@@ -95,6 +95,25 @@ TEST(RunQueueTest, StealHalfTakesHighestFirstAndRoundsUp) {
   EXPECT_EQ(thief.size(), 4u);
   EXPECT_EQ(thief.highest_level(), 6);
   EXPECT_EQ(victim.highest_level(), 2);
+}
+
+// A fiber is queued at the level it asks for when it is pushed, and records which queue holds it,
+// which is what set_priority() relies on to move a queued fiber.
+TEST(RunQueueTest, PushTakesTheRequestedLevelAndRecordsTheQueue) {
+  auto f = make_fibers(2);
+  RunQueue q;
+  q.push_back(&f[0]);
+  q.push_back(&f[1]);
+  EXPECT_EQ(f[0].rq_owner.load(), &q);
+  f[1].next_priority = 25;
+  EXPECT_EQ(q.highest_level(), kDefaultPriority);  // queued fibers keep their level until re-pushed
+  q.remove(&f[1]);
+  EXPECT_EQ(f[1].rq_owner.load(), nullptr);
+  q.push_back(&f[1]);
+  EXPECT_EQ(f[1].priority, 25);
+  EXPECT_EQ(q.pop_highest(), &f[1]);
+  EXPECT_EQ(f[1].rq_owner.load(), nullptr);
+  EXPECT_EQ(q.pop_highest(), &f[0]);
 }
 
 TEST(RunQueueTest, StealFromSingleFiberQueueTakesIt) {
