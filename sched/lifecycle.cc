@@ -43,7 +43,7 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
   }
   if (tls::per_fiber()) {
     bool too_small;
-    f->tp = tls::attach(&f->stack, tls::kFakeTidBase + static_cast<int>(f - FiberTable::base()), &too_small);
+    f->tp = tls::attach(&f->stack, fake_tid(f), &too_small);
     if (!f->tp) {
       reap(f);
       return too_small ? EINVAL : EAGAIN;
@@ -146,6 +146,13 @@ void set_priority(Fiber* fiber, int level) {
     }
     return;
   }
+}
+
+int fake_tid(const Fiber* fiber) { return tls::kFakeTidBase + static_cast<int>(fiber - FiberTable::base()); }
+
+Fiber* fiber_of_fake_tid(int tid) {
+  if (tid < tls::kFakeTidBase) return nullptr;
+  return FiberTable::lookup(reinterpret_cast<uintptr_t>(FiberTable::base() + (tid - tls::kFakeTidBase)));
 }
 
 void set_name(Fiber* fiber, const char* name) {

@@ -101,6 +101,11 @@ bool detach(Fiber* target);
 // called first, in the fiber's context (the shim ends the process there, as glibc does).
 [[noreturn]] void exit_current(void* result, void (*if_last)());
 
+// A fiber's thread id as glibc sees it in its TCB: unique among live fibers, above any kernel
+// thread id. And back: the live fiber with that id, or nullptr.
+int fake_tid(const Fiber* fiber);
+Fiber* fiber_of_fake_tid(int tid);
+
 // Renames a fiber (15 bytes at most are kept).
 void set_name(Fiber* fiber, const char* name);
 

@@ -12,15 +12,20 @@
 // own __list fields, as glibc does; a fiber that exits holding some marks each owner-dead and
 // releases it, so the next locker gets EOWNERDEAD (see "Robust mutexes" below).
 //
-// Priority-inheritance/-protect and process-shared mutexes stay glibc's (the kernel and other
-// processes take part in those); a fiber blocking on one blocks its carrier until the carrier
-// hand-off lands.
+// Priority-inheritance mutexes are ours too (unless process-shared): glibc's hand the kernel the
+// owner's thread id (FUTEX_LOCK_PI), and a fiber's is not a kernel thread's. A fiber about to wait
+// on one lends its run-queue level to the holder if that is lower; the holder takes back its own
+// level when it next unlocks a priority-inheritance mutex (see "Priority inheritance" below).
+//
+// Priority-protect and process-shared mutexes stay glibc's (the kernel and other processes take
+// part in those); a fiber blocking on one blocks its carrier until the carrier hand-off lands.
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 
 #include "sched/libc.h"
 #include "shim/entry.h"
+#include "shim/sched_attrs.h"
 #include "shim/sync.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
@@ -31,9 +36,37 @@ namespace {
 // glibc's __kind bits (nptl/pthreadP.h).
 constexpr int kKindTypeMask = 3;               // PTHREAD_MUTEX_KIND_MASK_NP
 constexpr int kKindRobust = 16;                // PTHREAD_MUTEX_ROBUST_NORMAL_NP
+constexpr int kKindPrioInherit = 32;           // PTHREAD_MUTEX_PRIO_INHERIT_NP
 constexpr int kKindProcessShared = 128;        // PTHREAD_MUTEX_PSHARED_BIT
-constexpr int kKindKernelManaged = 32 | 64 | kKindProcessShared;  // PRIO_INHERIT, PRIO_PROTECT, PSHARED
+constexpr int kKindKernelManaged = 64 | kKindProcessShared;  // PRIO_PROTECT (its ceiling is in __lock), PSHARED
 constexpr int kAdaptiveSpins = 100;
+
+// ---- Priority inheritance ------------------------------------------------------------------------
+//
+// Simpler than the kernel's PI chains, on purpose: a waiter raises the holder's level to its own
+// (never lowers it), and the holder drops back to its policy's level at its next unlock of any
+// priority-inheritance mutex, rather than to the highest level still waiting on others it holds.
+// A holder that is itself waiting passes nothing on.
+
+void lend_priority_to_holder(pthread_mutex_t* mutex) {
+  sched::Fiber* self = sched::current();
+  sched::Fiber* holder = fiber_of_owner_id(__atomic_load_n(&mutex->__data.__owner, __ATOMIC_RELAXED));
+  if (!self || !holder || holder == self) return;
+  int level = self->next_priority.load(std::memory_order_relaxed);
+  sched::SpinlockGuard hold(holder->lifecycle_lock);
+  auto* state = static_cast<ThreadState*>(holder->user_data);
+  if (!state || holder->next_priority.load(std::memory_order_relaxed) >= level) return;
+  state->priority_lent = true;
+  sched::set_priority(holder, level);
+}
+
+void take_back_own_priority(sched::Fiber* self) {
+  sched::SpinlockGuard hold(self->lifecycle_lock);
+  auto* state = static_cast<ThreadState*>(self->user_data);
+  if (!state || !state->priority_lent) return;
+  state->priority_lent = false;
+  sched::set_priority(self, run_queue_level(state->sched_policy, state->sched_priority));
+}
 
 // Takes the lock word, waiting until `deadline` (kTryOnly: not at all). Returns 0, EBUSY, ETIMEDOUT.
 // `contended`: take it in state 2 even if it is free, because other waiters may be queued on it
@@ -53,6 +86,7 @@ int acquire(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec
   }
   while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) {
     if (deadline != sched::kNoDeadline && sched::monotonic_now() >= deadline) return ETIMEDOUT;
+    if (mutex->__data.__kind & kKindPrioInherit) lend_priority_to_holder(mutex);
     wait_on_word(word, 2, &mutex->__data.__nusers, sched::WaitReason::kMutex, deadline);
   }
   return 0;
@@ -186,8 +220,12 @@ int mutex_unlock(pthread_mutex_t* mutex) {
   }
   // Normal and adaptive mutexes may be unlocked by any thread, as in glibc (binary-semaphore use).
   if (robust) unlink_held(thread_state(), mutex);
+  bool inherits = mutex->__data.__kind & kKindPrioInherit;  // read before the mutex may be freed
   mutex->__data.__owner = new_owner;
   release(mutex);
+  if (inherits) {
+    if (sched::Fiber* self = sched::current()) take_back_own_priority(self);
+  }
   return 0;
 }
 

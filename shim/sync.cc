@@ -66,9 +66,14 @@ void wake_word_all(int* word, const unsigned* foreign_waiters) {
 int owner_id() {
   if (sched::Fiber* self = sched::current()) {
     if (self->is_main) return main_fiber_tid();
-    return 0x20000000 | static_cast<int>(self->id & 0x0fffffff);
+    return sched::fake_tid(self);
   }
   return static_cast<int>(arch::raw_syscall(SYS_gettid));
+}
+
+sched::Fiber* fiber_of_owner_id(int id) {
+  if (id == main_fiber_tid()) return sched::main_fiber();
+  return sched::fiber_of_fake_tid(id);
 }
 
 }  // namespace vthread::shim

@@ -58,9 +58,11 @@ class WordGuard {
   bool held_ = false;
 };
 
-// The lock-owner id of the calling thread: a fake, unique, non-zero id for a fiber (above any real
-// thread id and below FUTEX_OWNER_DIED), the kernel thread id for anything else.
+// The lock-owner id of the calling thread: for a fiber the thread id glibc sees in its TCB (fake,
+// unique, above any real thread id and below FUTEX_OWNER_DIED; the main fiber keeps its kernel
+// one), the kernel thread id for anything else. And back: the fiber with that id, if any.
 int owner_id();
+sched::Fiber* fiber_of_owner_id(int id);
 
 // Our implementation of the mutex operations, for cond.cc. Return errno values.
 int mutex_lock(pthread_mutex_t* mutex);

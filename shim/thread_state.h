@@ -46,6 +46,9 @@ struct ThreadState {
   int sched_policy;
   int sched_priority;
   unsigned char* affinity;
+  // A waiter on a priority-inheritance mutex the thread holds raised its run-queue level above
+  // what its policy and priority give (mutex.cc); set under the lifecycle lock.
+  bool priority_lent;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the
