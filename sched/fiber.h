@@ -80,6 +80,10 @@ struct Fiber {
   // lets a fiber be made runnable while it is still on its way to parking.
   std::atomic<bool> on_cpu;
   WaitReason wait_reason;
+  // While parked in the parking lot: the address it waits on (a mutex's lock word, a condition
+  // variable's sequence...), moved along when a requeue moves it. For dumps, debuggers and the
+  // wait-for graph; written under the parking lot's bucket lock.
+  const void* wait_address;
   WakeReason wake_reason;
   uint8_t priority;                     // the run-queue level it was queued at (RunQueue's)
   // The level it is to be queued at (set_priority()); RunQueue::push_back takes it from here.

@@ -124,7 +124,9 @@ ParkResult park(const void* address, bool (*validate)(void*), void* arg, WaitRea
     return ParkResult::kInvalid;
   }
   bucket.append(&node);
+  node.ticket.fiber->wait_address = address;
   WakeReason why = sched::park(reason, deadline, unlock_bucket, &bucket);
+  node.ticket.fiber->wait_address = nullptr;
   if (why == WakeReason::kUnparked) return ParkResult::kUnparked;
   // Timed out or interrupted. A waker may have dequeued the node meanwhile and lost the race to the
   // timer (or interrupt); it moved on to the next waiter, so there is nothing to hand back. The node
@@ -157,6 +159,7 @@ size_t requeue(const void* from, const void* to, size_t wake_limit, size_t reque
     if (node->address == from) {
       source.remove(node);
       node->address = to;
+      node->ticket.fiber->wait_address = to;
       target.append(node);
       --requeue_limit;
       ++done;

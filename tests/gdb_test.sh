@@ -16,14 +16,20 @@ run_gdb() {
 
 run_gdb -ex "vthread fibers"
 grep -Eq '^[0-9]+ +sleeper +parked +sleep +sleep ' "$out" || fail "no parked sleeper"
-grep -Eq '^[0-9]+ +locker +parked +mutex +pthread_mutex_lock ' "$out" || fail "no locker parked on the mutex"
-grep -Eq '^[0-9]+ +waiter +parked +condition +pthread_cond_wait ' "$out" || fail "no waiter in pthread_cond_wait"
-grep -Eq '^4 threads$' "$out" || fail "not 4 threads"
+grep -Eq '^[0-9]+ +locker +parked +mutex +0x[0-9a-f]+ +pthread_mutex_lock ' "$out" || fail "no locker parked on the mutex"
+grep -Eq '^[0-9]+ +waiter +parked +condition +0x[0-9a-f]+ +pthread_cond_wait ' "$out" || fail "no waiter in pthread_cond_wait"
+grep -Eq '^6 threads$' "$out" || fail "not 6 threads"
 
 id=$(awk '$2 == "sleeper" { print $1 }' "$out")
 run_gdb -ex "vthread bt $id" -ex "vthread bt 99999"
 grep -Eq ' in sleeper \(' "$out" || fail "the backtrace of thread $id does not reach sleeper()"
 grep -q 'no thread 99999' "$out" || fail "an unknown id is not reported"
+
+run_gdb -ex "vthread deadlocks"
+grep -q '^deadlock: 2 threads wait for each other' "$out" || fail "the forward/backward deadlock is not reported"
+grep -Eq 'thread [0-9]+ "forward" waits for mutex 0x[0-9a-f]+ held by thread [0-9]+ "backward"' "$out" ||
+  fail "the deadlock report does not name forward and backward"
+grep -q 'locker' "$out" && fail "locker (waiting for a mutex held by a running thread) is called deadlocked"
 
 run_gdb -ex "vthread bt all"
 for fn in sleeper locker waiter; do

@@ -6,6 +6,7 @@
 #   (gdb) vthread fibers          every thread: id, name, state, what it waits for, where
 #   (gdb) vthread bt ID           backtrace of a suspended thread (live process only)
 #   (gdb) vthread bt all          every suspended thread's backtrace
+#   (gdb) vthread deadlocks       cycles of threads each waiting for a mutex the next one holds
 #
 # Works on a live process or a core file with libvthread.so's debug information (the default build
 # keeps it). A suspended fiber's registers are on its stack in the frame arch/x86_64/switch.S
@@ -14,6 +15,8 @@ import gdb
 
 STATES = {0: "free", 1: "runnable", 2: "running", 3: "parked", 4: "exited"}
 FIBER_MAGIC = 0x76746872
+FAKE_TID_BASE = 0x20000000  # sched/tls.h: a fiber's thread id is this plus its table index
+MUTEX_OWNER_OFFSET = 8      # glibc's pthread_mutex_t: __lock, __count, __owner
 
 
 def _atomic(value):
@@ -83,12 +86,13 @@ class VthreadFibers(gdb.Command):
             wait = _wait_reason(f) if state == "parked" else ""
             carrier = f["carrier"]
             where = "c%d" % int(carrier["index"]) if int(carrier) else "-"
-            rows.append((int(f["id"]), f["name"].string(), state, wait, _text(f["in_call"]), where,
+            on = "%#x" % int(f["wait_address"]) if state == "parked" and int(f["wait_address"]) else ""
+            rows.append((int(f["id"]), f["name"].string(), state, wait, on, _text(f["in_call"]), where,
                          "%#x" % int(f["context"]["sp"])))
-        gdb.write("%-8s %-16s %-9s %-22s %-24s %-7s %s\n" %
-                  ("id", "name", "state", "waits for", "in call", "carrier", "saved sp"))
+        gdb.write("%-8s %-16s %-9s %-20s %-16s %-24s %-7s %s\n" %
+                  ("id", "name", "state", "waits for", "on", "in call", "carrier", "saved sp"))
         for row in rows:
-            gdb.write("%-8d %-16s %-9s %-22s %-24s %-7s %s\n" % row)
+            gdb.write("%-8d %-16s %-9s %-20s %-16s %-24s %-7s %s\n" % row)
         gdb.write("%d threads\n" % len(rows))
 
 
@@ -146,3 +150,60 @@ class VthreadBacktrace(gdb.Command):
 VthreadPrefix()
 VthreadFibers()
 VthreadBacktrace()
+
+
+class VthreadDeadlocks(gdb.Command):
+    """Report cycles of threads each parked on a mutex whose holder is the next one in the cycle."""
+
+    def __init__(self):
+        super().__init__("vthread deadlocks", gdb.COMMAND_STATUS)
+
+    def invoke(self, arg, from_tty):
+        base = int(_static("vthread::sched::FiberTable::base_"))
+        size = gdb.lookup_type("vthread::sched::Fiber").sizeof
+        pid = gdb.selected_inferior().pid
+        fibers = {}       # table index -> (id, name, mutex address or None)
+        main_index = None
+        for f, word in _fibers():
+            index = (int(f.address) - base) // size
+            mutex = None
+            if word & 0xFF == 3 and _wait_reason(f) == "mutex" and int(f["wait_address"]):
+                mutex = int(f["wait_address"])
+            fibers[index] = (int(f["id"]), f["name"].string(), mutex)
+            if bool(f["is_main"]):
+                main_index = index
+        int_ptr = gdb.lookup_type("int").pointer()
+
+        def holder(mutex):
+            owner = int(gdb.Value(mutex + MUTEX_OWNER_OFFSET).cast(int_ptr).dereference())
+            if owner >= FAKE_TID_BASE and owner - FAKE_TID_BASE in fibers:
+                return owner - FAKE_TID_BASE
+            return main_index if owner == pid else None
+
+        reported = set()
+        cycles = 0
+        for start in fibers:
+            path, seen = [], {}
+            index = start
+            while index is not None and index not in seen and fibers[index][2] is not None:
+                seen[index] = len(path)
+                path.append(index)
+                index = holder(fibers[index][2])
+            if index is None or index not in seen:
+                continue
+            cycle = path[seen[index]:]
+            if frozenset(cycle) in reported:
+                continue
+            reported.add(frozenset(cycle))
+            cycles += 1
+            gdb.write("deadlock: %d threads wait for each other's mutexes\n" % len(cycle))
+            for i in cycle:
+                tid, name, mutex = fibers[i]
+                held_by = fibers[holder(mutex)]
+                gdb.write("  thread %d \"%s\" waits for mutex %#x held by thread %d \"%s\"\n" %
+                          (tid, name, mutex, held_by[0], held_by[1]))
+        if not cycles:
+            gdb.write("no deadlock among threads waiting for mutexes\n")
+
+
+VthreadDeadlocks()
