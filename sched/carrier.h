@@ -19,7 +19,8 @@
 namespace vthread::sched {
 
 // What finish_switch() does with the fiber that switched out.
-enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit };
+// kPreempted: put it on the shared queue of preempted fibers (preempt.cc).
+enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit, kPreempted };
 
 struct alignas(64) Carrier {
   int index = 0;
@@ -55,6 +56,8 @@ struct alignas(64) Carrier {
   std::atomic<uint64_t> switches{0};
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> idle_sleeps{0};
+  std::atomic<uint64_t> preemptions{0};     // ticks that switched the running fiber out
+  std::atomic<uint64_t> ticks_deferred{0};  // ticks that found it at an unsafe point
 };
 
 extern Config g_config;
@@ -77,6 +80,8 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
 void wake_idle_carrier();
 bool any_work_queued();
 bool any_carrier_idle();
+// True if every carrier is asleep in its idle list (the monitor's test before it sleeps).
+bool all_carriers_idle();
 // Every new fiber starts here (spawn() prepares its context with it).
 void fiber_main(void* fiber);
 // Returns a finished fiber's stack, context and record.
@@ -90,6 +95,17 @@ bool timers_due(Carrier* c, Nanos* now);
 Nanos earliest_timer_anywhere();
 // Fires any carrier's due timers (for carriers busy in a long-running fiber).
 bool fire_all_due_timers();
+
+// preempt.cc
+// The shared FIFO of preempted fibers: put one on its tail; take its head if of at least
+// `priority` (pick_local() does when the carrier's own queue is empty); its length; the priority
+// of its best fiber, or -1 (also when its lock is busy).
+void requeue_preempted(Fiber* fiber);
+Fiber* take_preempted(int priority);
+size_t preempted_queued();
+int preempted_top_priority();
+// The next fiber of `c`'s queue if one of at least `priority` is waiting (after firing due timers).
+Fiber* pick_peer_or_better(Carrier* c, int priority);
 
 // lifecycle.cc
 // Publishes that `fiber` switched out for good; runs in finish_switch().

@@ -40,6 +40,11 @@ VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
 VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
+VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old_action),
+             (sig, action, old_action))
+VTHREAD_REAL(sighandler_t, signal, (int sig, sighandler_t handler), (sig, handler))
+VTHREAD_REAL(int, sigprocmask, (int how, const sigset_t* set, sigset_t* old_set), (how, set, old_set))
+VTHREAD_REAL(int, pthread_sigmask, (int how, const sigset_t* set, sigset_t* old_set), (how, set, old_set))
 VTHREAD_REAL(int, pthread_detach, (pthread_t thread), (thread))
 VTHREAD_REAL(pthread_t, pthread_self, (), ())
 VTHREAD_REAL(int, pthread_getattr_np, (pthread_t thread, pthread_attr_t* attr), (thread, attr))

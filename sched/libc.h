@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <time.h>
 
 namespace vthread::libc {
@@ -55,6 +56,10 @@ int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* par
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
+int sigaction(int sig, const struct sigaction* action, struct sigaction* old_action);
+sighandler_t signal(int sig, sighandler_t handler);
+int sigprocmask(int how, const sigset_t* set, sigset_t* old_set);
+int pthread_sigmask(int how, const sigset_t* set, sigset_t* old_set);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

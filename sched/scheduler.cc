@@ -42,6 +42,14 @@
 //   timers of every carrier, so a carrier stuck in a long-running fiber does not hold up others'
 //   wake-ups.
 //
+// Preemption and the monitor
+//   A fiber that runs for a quantum without entering the shim while others wait is switched out
+//   from a signal handler (preempt.cc); a monitor thread decides which carriers to tick
+//   (monitor.cc). Here that costs nothing: the monitor reads the `switches` counter dispatch already
+//   keeps, enqueue() tells preempt.cc when a fiber outranks what its carrier runs, finish_switch
+//   puts a preempted fiber on a queue shared by all carriers, and pick_local() takes from it when
+//   the carrier's own queue is empty.
+//
 // Rejected alternatives
 //   - Always switching through the scheduler loop: simpler, but doubles the cost of every switch.
 //   - One global run queue: a single lock every carrier contends on for every switch.
@@ -71,7 +79,9 @@
 #include "sched/carrier.h"
 #include "sched/futex.h"
 #include "sched/libc.h"
+#include "sched/monitor.h"
 #include "sched/parking_lot.h"
+#include "sched/preempt.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
 #include "sched/tls.h"
@@ -149,6 +159,7 @@ static void enqueue(Carrier* c, Fiber* f) {
   // Pairs with the fence in idle_sleep(): either we see the idle carrier, or it sees our work.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g_idle_count.load(std::memory_order_relaxed) > 0) wake_idle_carrier();
+  preempt::on_runnable(c, f);
 }
 
 static Fiber* dequeue(Carrier* c) {
@@ -185,11 +196,13 @@ bool wake(ParkTicket ticket, WakeReason why) {
 
 // ---- switching ---------------------------------------------------------------------------------
 
-// The next fiber of this carrier's own queue, after firing its due timers.
+// The next fiber of this carrier's own queue, after firing its due timers; failing that, the
+// oldest preempted fiber (preempt.cc).
 Fiber* pick_local(Carrier* c) {
   Nanos now;
   if (timers_due(c, &now)) fire_due_timers(c, now);
-  return dequeue(c);
+  Fiber* f = dequeue(c);
+  return f ? f : take_preempted(0);
 }
 
 static void dispatch(Carrier* c, Fiber* next) {
@@ -252,6 +265,10 @@ static void finish_switch(Carrier* c) {
     case PostSwitch::kExit:
       prev->on_cpu.store(false, std::memory_order_release);
       finish_exit(prev);
+      break;
+    case PostSwitch::kPreempted:
+      prev->on_cpu.store(false, std::memory_order_release);
+      requeue_preempted(prev);
       break;
   }
 }
@@ -336,7 +353,10 @@ void wake_idle_carrier() {
 
 bool any_carrier_idle() { return g_idle_count.load(std::memory_order_relaxed) > 0; }
 
+bool all_carriers_idle() { return g_idle_count.load(std::memory_order_seq_cst) == g_ncarriers; }
+
 bool any_work_queued() {
+  if (preempted_queued() > 0) return true;
   for (int i = 0; i < g_ncarriers; ++i) {
     if (g_carriers[i].queued.load(std::memory_order_relaxed) > 0) return true;
   }
@@ -415,6 +435,7 @@ static void idle_sleep(Carrier* c) {
     futex_wait(&c->wake_word, 0, deadline == kNoDeadline ? nullptr : &timeout);
   }
   leave_idle_list(c);
+  monitor::notify_busy();
 }
 
 static Fiber* find_work(Carrier* c) {
@@ -472,6 +493,7 @@ static void carrier0_loop_entry(void* carrier) {
 static void* carrier_thread_main(void* carrier) {
   auto* c = static_cast<Carrier*>(carrier);
   c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  preempt::unblock_tick_signal();
   if (tls::per_fiber()) c->loop_tp = arch::thread_pointer();
   carrier_local()->carrier = c;
   carrier_local()->current = nullptr;
@@ -675,6 +697,7 @@ void after_fork_in_child() {
     first_new_carrier = 1;
   }
   for (int i = first_new_carrier; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
+  preempt::after_fork_in_child();
 }
 
 bool per_fiber_tls() { return tls::per_fiber(); }
@@ -700,6 +723,8 @@ Stats stats() {
     s.switches += g_carriers[i].switches.load(std::memory_order_relaxed);
     s.steals += g_carriers[i].steals.load(std::memory_order_relaxed);
     s.idle_sleeps += g_carriers[i].idle_sleeps.load(std::memory_order_relaxed);
+    s.preemptions += g_carriers[i].preemptions.load(std::memory_order_relaxed);
+    s.ticks_deferred += g_carriers[i].ticks_deferred.load(std::memory_order_relaxed);
   }
   return s;
 }

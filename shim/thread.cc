@@ -152,9 +152,12 @@ bool ensure_runtime() {
       pthread_setattr_default_np(&defaults);
     }
     pthread_attr_destroy(&defaults);
-    return sched::start(config);
+    if (!sched::start(config)) return false;
+  } else if (!sched::start(read_settings(default_stack))) {
+    return false;
   }
-  return sched::start(read_settings(default_stack));
+  start_preemption();
+  return true;
 }
 
 ThreadState* thread_state() {

@@ -54,6 +54,10 @@ sched::Fiber* fiber_of(pthread_t handle);
 // Starts the runtime if it is not running yet. Returns false if it could not.
 bool ensure_runtime();
 
+// Installs the runtime's handler for the tick signal and starts preemption (shim/sigaction.cc).
+// Called by ensure_runtime() once the scheduler has started, on the main fiber.
+void start_preemption();
+
 // The kernel thread id the main fiber had before the runtime started. Identities it took then
 // (mutex ownership) stay valid after it became a fiber.
 int main_fiber_tid();

@@ -1,0 +1,187 @@
+// The monitor: Go's sysmon, reduced to what preemption needs.
+//
+// One kernel thread made with the real pthread_create. It is not a carrier, runs no fibers, blocks
+// every signal (the program's process-directed signals must reach a carrier, where its handler runs
+// in a fiber), and takes no runtime lock except try_locks on run queues and the timer heaps' locks
+// that fire_all_due_timers() takes. Every period it
+//   - reads, per carrier, the running fiber and the dispatch counter (`switches`, which dispatch
+//     keeps anyway), and remembers the carrier thread's CPU time when it first saw each (fiber,
+//     counter) pair: the same pair seen over a quantum of CPU time means one dispatch has run at
+//     least that long, with no clock read on the switch path. It ticks such a carrier only if fibers
+//     wait for it (its queue or the shared queue of preempted fibers), so an idle or uncontended
+//     carrier is never interrupted; and at once if a waiting fiber outranks the running one;
+//   - fires due timers when no carrier does: a carrier fires its own only when it schedules, idle
+//     carriers fire everyone's, and with every carrier in a long dispatch a sleeper would otherwise
+//     wait for the next preemption;
+//   - rebuilds preempt.cc's map of non-preemptible code when a tick found unknown code.
+// A tick that lands at an unsafe point is simply re-sent next period.
+//
+// CPU time, not wall time: on a loaded machine the kernel deschedules carriers mid-slice, and
+// wall-clock slices would give fibers unequal CPU; nor does a fiber blocked in the kernel use up
+// its quantum. The CPU clock of another thread costs a system call, one per busy carrier per
+// period. The period is a quarter of the quantum (100 us to 2 ms), so a fiber runs 1 to 1.25 quanta
+// before it is ticked while the monitor gets the CPU in time; when the kernel runs the monitor late,
+// the overrun is charged to the fiber (Fiber::cpu_debt) and repaid by skipping turns in the shared
+// queue (preempt.cc), so shares stay even anyway. When every carrier is asleep the
+// monitor sleeps on a futex until one wakes (notify_busy), so an idle process costs no CPU.
+// Rejected: a clock read in dispatch to time each dispatch exactly (a system call for CPU time on
+// a ~40 ns switch path); per-carrier timers (see preempt.cc).
+#include "sched/monitor.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include <atomic>
+
+#include "arch/raw_syscall.h"
+#include "sched/carrier.h"
+#include "sched/futex.h"
+#include "sched/libc.h"
+#include "sched/preempt.h"
+
+namespace vthread::sched::monitor {
+namespace {
+
+constexpr Nanos kMinPeriod = 100 * 1000;
+constexpr Nanos kMaxPeriod = 2 * 1000 * 1000;
+// Consecutive periods without a running fiber before the monitor considers sleeping.
+constexpr int kQuietPeriodsBeforeSleep = 8;
+
+Nanos g_quantum = 0;
+Nanos g_period = 0;
+std::atomic<bool> g_asleep{false};
+std::atomic<uint32_t> g_wake_word{0};
+
+// What the monitor last saw on each carrier. Its own memory; nobody else reads it.
+struct Watch {
+  Fiber* fiber;
+  uint64_t switches;
+  Nanos cpu_since;  // the carrier thread's CPU time when the monitor first saw this dispatch
+  Nanos charged;    // how much of its overrun was added to the fiber's cpu_debt
+};
+Watch* g_watch = nullptr;
+
+// CPU time the kernel thread `tid` has used (glibc's pthread_getcpuclockid encoding for a tid:
+// per-thread, scheduler clock; exact, not sampled at the kernel's tick).
+Nanos thread_cpu_time(pid_t tid) {
+  auto clock = static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 6);
+  struct timespec ts;
+  if (arch::raw_syscall(SYS_clock_gettime, clock, &ts) != 0) return 0;
+  return timespec_to_nanos(ts);
+}
+
+// The highest priority waiting for `c` (its queue and the shared queue of preempted fibers), or -1
+// (also if a lock is busy: next period).
+int top_waiting(Carrier* c) {
+  int top = preempted_top_priority();
+  if (c->queued.load(std::memory_order_relaxed) == 0 || !c->queue_lock.try_lock()) return top;
+  int local = c->queue.highest_level();
+  c->queue_lock.unlock();
+  return local > top ? local : top;
+}
+
+// Returns true if some carrier is running a fiber.
+bool scan() {
+  bool running = false;
+  for (int i = 0; i < g_ncarriers; ++i) {
+    Carrier* c = &g_carriers[i];
+    Watch& w = g_watch[i];
+    Fiber* f = __atomic_load_n(&c->current, __ATOMIC_RELAXED);
+    pid_t tid = __atomic_load_n(&c->tid, __ATOMIC_RELAXED);
+    uint64_t switches = c->switches.load(std::memory_order_relaxed);
+    if (!f || !tid) {
+      w.fiber = nullptr;
+      continue;
+    }
+    running = true;
+    bool waiting = c->queued.load(std::memory_order_relaxed) > 0 || preempted_queued() > 0;
+    if (f != w.fiber || switches != w.switches) {
+      w = Watch{f, switches, thread_cpu_time(tid), 0};
+      if (waiting && top_waiting(c) > f->priority) preempt::send_tick(tid);
+      continue;
+    }
+    if (!waiting) continue;
+    Nanos used = thread_cpu_time(tid) - w.cpu_since;
+    if (used >= g_quantum) {
+      // Whatever it ran past the quantum it repays by skipping turns (preempt.cc, take_preempted).
+      Nanos overrun = used - g_quantum - g_period;
+      if (overrun > w.charged) {
+        f->cpu_debt.fetch_add(overrun - w.charged, std::memory_order_relaxed);
+        w.charged = overrun;
+      }
+      preempt::send_tick(tid);
+    } else if (top_waiting(c) > f->priority) {
+      preempt::send_tick(tid);
+    }
+  }
+  return running;
+}
+
+void sleep_for(Nanos ns) {
+  struct timespec ts = nanos_to_timespec(ns);
+  arch::raw_syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, nullptr);
+}
+
+// Sleeps until a carrier leaves its idle sleep, unless one already has (Dekker with notify_busy).
+void sleep_until_busy() {
+  g_wake_word.store(0, std::memory_order_relaxed);
+  g_asleep.store(true, std::memory_order_seq_cst);
+  if (all_carriers_idle()) futex_wait(&g_wake_word, 0, nullptr);
+  g_asleep.store(false, std::memory_order_relaxed);
+}
+
+void* monitor_main(void*) {
+  uint64_t all = ~uint64_t{0};
+  arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, nullptr, sizeof all);
+  int quiet = 0;
+  for (;;) {
+    if (earliest_timer_anywhere() <= monotonic_now()) fire_all_due_timers();
+    bool running = scan();
+    preempt::refresh_code_map_if_stale();
+    quiet = running ? 0 : quiet + 1;
+    if (quiet >= kQuietPeriodsBeforeSleep && all_carriers_idle()) {
+      sleep_until_busy();
+      quiet = 0;
+    } else {
+      sleep_for(g_period);
+    }
+  }
+}
+
+void start_thread() {
+  g_watch = static_cast<Watch*>(calloc(static_cast<size_t>(g_ncarriers), sizeof(Watch)));
+  if (!g_watch) die("out of memory for the monitor");
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  if (libc::pthread_create(&thread, &attr, monitor_main, nullptr) != 0) die("cannot create the monitor thread");
+  pthread_attr_destroy(&attr);
+  libc::pthread_setname_np(thread, "vthread/mon");
+}
+
+}  // namespace
+
+void start(Nanos quantum) {
+  g_quantum = quantum;
+  g_period = quantum / 4;
+  if (g_period < kMinPeriod) g_period = kMinPeriod;
+  if (g_period > kMaxPeriod) g_period = kMaxPeriod;
+  start_thread();
+}
+
+void notify_busy() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!g_asleep.load(std::memory_order_relaxed)) return;
+  g_wake_word.store(1, std::memory_order_relaxed);
+  futex_wake(&g_wake_word, 1);
+}
+
+void after_fork_in_child() {
+  g_asleep.store(false);
+  g_wake_word.store(0);
+  start_thread();  // the parent's g_watch stays allocated in the child: a few bytes, once per fork
+}
+
+}  // namespace vthread::sched::monitor
