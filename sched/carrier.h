@@ -56,6 +56,9 @@ struct alignas(64) Carrier {
   std::atomic<uint64_t> switches{0};
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> idle_sleeps{0};
+  // Set by the monitor before it ticks the carrier because the running dispatch used its quantum;
+  // cleared by the tick handler. A tick without it (a woken fiber's) cut the quantum short.
+  std::atomic<bool> quantum_over{false};
   std::atomic<uint64_t> preemptions{0};     // ticks that switched the running fiber out
   std::atomic<uint64_t> ticks_deferred{0};  // ticks that found it at an unsafe point
 };

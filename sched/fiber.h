@@ -115,6 +115,8 @@ struct Fiber {
   bool app_blocks_tick;
   uintptr_t app_handler_sp;
   uint64_t preemptions;                 // statistics: times switched out by a tick
+  bool cpu_bound;                       // its last dispatch ended by preemption (not a park)
+  bool quantum_cut;                     // preempted before its quantum was over: requeued first
   // CPU time its dispatches ran past the quantum before a tick stopped them (the monitor's lag),
   // repaid by skipping turns in the queue of preempted fibers (deficit round robin, preempt.cc).
   std::atomic<Nanos> cpu_debt;

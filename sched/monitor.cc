@@ -12,18 +12,21 @@
 //     carrier is never interrupted; and at once if a waiting fiber outranks the running one;
 //   - fires due timers when no carrier does: a carrier fires its own only when it schedules, idle
 //     carriers fire everyone's, and with every carrier in a long dispatch a sleeper would otherwise
-//     wait for the next preemption;
+//     wait for the next preemption (it sleeps until the earliest timer if that comes first);
 //   - rebuilds preempt.cc's map of non-preemptible code when a tick found unknown code.
 // A tick that lands at an unsafe point is simply re-sent next period.
 //
 // CPU time, not wall time: on a loaded machine the kernel deschedules carriers mid-slice, and
 // wall-clock slices would give fibers unequal CPU; nor does a fiber blocked in the kernel use up
 // its quantum. The CPU clock of another thread costs a system call, one per busy carrier per
-// period. The period is a quarter of the quantum (100 us to 2 ms), so a fiber runs 1 to 1.25 quanta
+// period. The period is a quarter of the quantum (100 us to 1 ms), so a fiber runs 1 to 1.25 quanta
 // before it is ticked while the monitor gets the CPU in time; when the kernel runs the monitor late,
 // the overrun is charged to the fiber (Fiber::cpu_debt) and repaid by skipping turns in the shared
 // queue (preempt.cc), so shares stay even anyway. When every carrier is asleep the
-// monitor sleeps on a futex until one wakes (notify_busy), so an idle process costs no CPU.
+// monitor sleeps on a futex until one wakes (notify_busy), so an idle process costs no CPU. The
+// 1 ms cap bounds how late a sleeper on a fully busy carrier wakes when its timer was armed after
+// the monitor went to sleep (tools/bench's wake-up latency row); a wake of the monitor from
+// arm_timer() would do better but costs a system call on the sleep path.
 // Rejected: a clock read in dispatch to time each dispatch exactly (a system call for CPU time on
 // a ~40 ns switch path); per-carrier timers (see preempt.cc).
 #include "sched/monitor.h"
@@ -44,7 +47,7 @@ namespace vthread::sched::monitor {
 namespace {
 
 constexpr Nanos kMinPeriod = 100 * 1000;
-constexpr Nanos kMaxPeriod = 2 * 1000 * 1000;
+constexpr Nanos kMaxPeriod = 1000 * 1000;
 // Consecutive periods without a running fiber before the monitor considers sleeping.
 constexpr int kQuietPeriodsBeforeSleep = 8;
 
@@ -110,6 +113,7 @@ bool scan() {
         f->cpu_debt.fetch_add(overrun - w.charged, std::memory_order_relaxed);
         w.charged = overrun;
       }
+      c->quantum_over.store(true, std::memory_order_relaxed);
       preempt::send_tick(tid);
     } else if (top_waiting(c) > f->priority) {
       preempt::send_tick(tid);
@@ -144,7 +148,9 @@ void* monitor_main(void*) {
       sleep_until_busy();
       quiet = 0;
     } else {
-      sleep_for(g_period);
+      // Wake for the earliest timer too, so sleepers on busy carriers wake on time.
+      Nanos until_timer = earliest_timer_anywhere() - monotonic_now();
+      sleep_for(until_timer < kMinPeriod / 2 ? kMinPeriod / 2 : until_timer < g_period ? until_timer : g_period);
     }
   }
 }

@@ -47,8 +47,9 @@ void send_tick(int tid);
 // is waiting on its carrier. Fiber context, no runtime lock held.
 void take_pending(Fiber* self);
 
-// The runtime calls this after making `f` runnable on `target`: if `f` outranks what `target`
-// runs, `target` is ticked at once rather than at the end of the quantum.
+// The runtime calls this after making `f` runnable on `target` (a wake or a spawn): if `f`
+// outranks what `target` runs, or that is a CPU-bound fiber of its priority, `target` is ticked at
+// once rather than at the end of the quantum.
 void on_runnable(struct Carrier* target, Fiber* f);
 
 // Counters for Stats.

@@ -46,7 +46,8 @@
 //   A fiber that runs for a quantum without entering the shim while others wait is switched out
 //   from a signal handler (preempt.cc); a monitor thread decides which carriers to tick
 //   (monitor.cc). Here that costs nothing: the monitor reads the `switches` counter dispatch already
-//   keeps, enqueue() tells preempt.cc when a fiber outranks what its carrier runs, finish_switch
+//   keeps, make_runnable() tells preempt.cc when a woken fiber should not wait for the running one's
+//   quantum to end, finish_switch
 //   puts a preempted fiber on a queue shared by all carriers, and pick_local() takes from it when
 //   the carrier's own queue is empty.
 //
@@ -159,7 +160,6 @@ static void enqueue(Carrier* c, Fiber* f) {
   // Pairs with the fence in idle_sleep(): either we see the idle carrier, or it sees our work.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g_idle_count.load(std::memory_order_relaxed) > 0) wake_idle_carrier();
-  preempt::on_runnable(c, f);
 }
 
 static Fiber* dequeue(Carrier* c) {
@@ -180,6 +180,7 @@ void make_runnable(Fiber* f) {
     c = f->carrier ? f->carrier : &g_carriers[0];
   }
   enqueue(c, f);
+  preempt::on_runnable(c, f);
 }
 
 bool wake(ParkTicket ticket, WakeReason why) {
