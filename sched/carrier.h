@@ -54,11 +54,21 @@ struct alignas(64) Carrier {
   uint64_t steal_seed = 0;
 
   std::atomic<uint64_t> switches{0};
+  // Hand-off (handoff.cc). blocking_since: when the running fiber entered a blocking call the shim
+  // wraps (0: it is not in one). spare: an extra carrier started for blocked ones; dormant: a spare
+  // asleep until needed again.
+  std::atomic<Nanos> blocking_since{0};
+  bool spare = false;
+  std::atomic<bool> dormant{false};
+
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> idle_sleeps{0};
   // Set by the monitor before it ticks the carrier because the running dispatch used its quantum;
   // cleared by the tick handler. A tick without it (a woken fiber's) cut the quantum short.
   std::atomic<bool> quantum_over{false};
+  // The dispatch (`switches`) a woken fiber last cut short (preempt.cc, on_runnable): once each.
+  std::atomic<uint64_t> boosted_dispatch{~uint64_t{0}};
+  uint32_t picks = 0;                       // owner only: pick_local() calls, for its 61 rule
   std::atomic<uint64_t> preemptions{0};     // ticks that switched the running fiber out
   std::atomic<uint64_t> ticks_deferred{0};  // ticks that found it at an unsafe point
 };
@@ -81,10 +91,13 @@ Fiber* pick_local(Carrier* c);
 // Switches from `self` to `next` (null: the carrier context); does `action` to self once saved.
 void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void*), void* arg);
 void wake_idle_carrier();
+// Starts the kernel thread of carrier `c` (spares too: handoff.cc).
+void start_carrier_thread(Carrier* c);
 bool any_work_queued();
 bool any_carrier_idle();
-// True if every carrier is asleep in its idle list (the monitor's test before it sleeps).
-bool all_carriers_idle();
+// True if every carrier but `blocked` ones (in blocking calls) and dormant spares is asleep in its
+// idle list (the monitor's test before it sleeps).
+bool all_carriers_idle(int blocked);
 // Every new fiber starts here (spawn() prepares its context with it).
 void fiber_main(void* fiber);
 // Returns a finished fiber's stack, context and record.

@@ -30,6 +30,8 @@ void* resolve(std::atomic<void*>& slot, const char* name) {
 
 }  // namespace
 
+void* resolve_real(std::atomic<void*>& slot, const char* name) { return resolve(slot, name); }
+
 #define VTHREAD_REAL(ret, name, params, args)                               \
   ret name params {                                                         \
     static std::atomic<void*> slot{nullptr};                                \

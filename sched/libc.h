@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <time.h>
 
+#include <atomic>
+
 namespace vthread::libc {
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg);
@@ -60,6 +62,9 @@ int sigaction(int sig, const struct sigaction* action, struct sigaction* old_act
 sighandler_t signal(int sig, sighandler_t handler);
 int sigprocmask(int how, const sigset_t* set, sigset_t* old_set);
 int pthread_sigmask(int how, const sigset_t* set, sigset_t* old_set);
+// The real `name`, resolved once into `slot` (fatal if glibc lacks it): for wrappers that a macro
+// generates in bulk (shim/blocking.cc).
+void* resolve_real(std::atomic<void*>& slot, const char* name);
 [[noreturn]] void pthread_exit(void* value);
 int pthread_cancel(pthread_t thread);
 int pthread_setcancelstate(int state, int* old_state);

@@ -13,6 +13,7 @@
 //   - fires due timers when no carrier does: a carrier fires its own only when it schedules, idle
 //     carriers fire everyone's, and with every carrier in a long dispatch a sleeper would otherwise
 //     wait for the next preemption (it sleeps until the earliest timer if that comes first);
+//   - hands the queues of carriers blocked in the kernel to others and to spares (handoff.cc);
 //   - rebuilds preempt.cc's map of non-preemptible code when a tick found unknown code.
 // A tick that lands at an unsafe point is simply re-sent next period.
 //
@@ -22,8 +23,9 @@
 // period. The period is a quarter of the quantum (100 us to 1 ms), so a fiber runs 1 to 1.25 quanta
 // before it is ticked while the monitor gets the CPU in time; when the kernel runs the monitor late,
 // the overrun is charged to the fiber (Fiber::cpu_debt) and repaid by skipping turns in the shared
-// queue (preempt.cc), so shares stay even anyway. When every carrier is asleep the
-// monitor sleeps on a futex until one wakes (notify_busy), so an idle process costs no CPU. The
+// queue (preempt.cc), so shares stay even anyway. When every carrier is asleep or in a blocking call,
+// the monitor sleeps on a futex until one wakes or returns (notify_busy), so an idle process, or one
+// waiting in accept(), costs no CPU. The
 // 1 ms cap bounds how late a sleeper on a fully busy carrier wakes when its timer was armed after
 // the monitor went to sleep (tools/bench's wake-up latency row); a wake of the monitor from
 // arm_timer() would do better but costs a system call on the sleep path.
@@ -40,6 +42,7 @@
 #include "arch/raw_syscall.h"
 #include "sched/carrier.h"
 #include "sched/futex.h"
+#include "sched/handoff.h"
 #include "sched/libc.h"
 #include "sched/preempt.h"
 
@@ -50,6 +53,8 @@ constexpr Nanos kMinPeriod = 100 * 1000;
 constexpr Nanos kMaxPeriod = 1000 * 1000;
 // Consecutive periods without a running fiber before the monitor considers sleeping.
 constexpr int kQuietPeriodsBeforeSleep = 8;
+// How long it sleeps at most while carriers are in blocking calls and nothing else runs.
+constexpr Nanos kBlockedRecheck = 20 * 1000 * 1000;
 
 Nanos g_quantum = 0;
 Nanos g_period = 0;
@@ -93,8 +98,9 @@ bool scan() {
     Fiber* f = __atomic_load_n(&c->current, __ATOMIC_RELAXED);
     pid_t tid = __atomic_load_n(&c->tid, __ATOMIC_RELAXED);
     uint64_t switches = c->switches.load(std::memory_order_relaxed);
-    if (!f || !tid) {
-      w.fiber = nullptr;
+    // A carrier in a blocking call is handoff.cc's; a tick would only interrupt the call.
+    if (!f || !tid || c->blocking_since.load(std::memory_order_relaxed)) {
+      w.fiber = nullptr;  // a carrier in a blocking call is handoff.cc's; a tick would only interrupt it
       continue;
     }
     running = true;
@@ -127,26 +133,48 @@ void sleep_for(Nanos ns) {
   arch::raw_syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, nullptr);
 }
 
-// Sleeps until a carrier leaves its idle sleep, unless one already has (Dekker with notify_busy).
+// Carriers whose fiber is in a blocking call the shim wraps: they run nothing until it returns.
+int blocked_carriers() {
+  int n = 0;
+  for (int i = 0; i < g_ncarriers; ++i) n += g_carriers[i].blocking_since.load(std::memory_order_seq_cst) != 0;
+  return n;
+}
+
+// True if no carrier runs a fiber (each is idle, dormant, or in a wrapped blocking call) and none
+// is queued. Counts the carriers in blocking calls into *blocked.
+bool quiet(int* blocked) {
+  *blocked = blocked_carriers();
+  return all_carriers_idle(*blocked) && !any_work_queued();
+}
+
+// Sleeps until a carrier leaves its idle sleep or a blocking call, unless one already has (Dekker
+// with notify_busy: either we see it busy, or it sees us asleep). With carriers in blocking calls
+// it also wakes every kBlockedRecheck: work queued for one of them wakes nobody (it is not idle).
 void sleep_until_busy() {
   g_wake_word.store(0, std::memory_order_relaxed);
   g_asleep.store(true, std::memory_order_seq_cst);
-  if (all_carriers_idle()) futex_wait(&g_wake_word, 0, nullptr);
+  int blocked;
+  if (quiet(&blocked)) {
+    struct timespec recheck = nanos_to_timespec(kBlockedRecheck);
+    futex_wait(&g_wake_word, 0, blocked ? &recheck : nullptr);
+  }
   g_asleep.store(false, std::memory_order_relaxed);
 }
 
 void* monitor_main(void*) {
   uint64_t all = ~uint64_t{0};
   arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, nullptr, sizeof all);
-  int quiet = 0;
+  int quiet_periods = 0;
   for (;;) {
     if (earliest_timer_anywhere() <= monotonic_now()) fire_all_due_timers();
     bool running = scan();
+    handoff::retake(monotonic_now());
     preempt::refresh_code_map_if_stale();
-    quiet = running ? 0 : quiet + 1;
-    if (quiet >= kQuietPeriodsBeforeSleep && all_carriers_idle()) {
+    quiet_periods = running ? 0 : quiet_periods + 1;
+    int blocked;
+    if (quiet_periods >= kQuietPeriodsBeforeSleep && quiet(&blocked)) {
       sleep_until_busy();
-      quiet = 0;
+      quiet_periods = 0;
     } else {
       // Wake for the earliest timer too, so sleepers on busy carriers wake on time.
       Nanos until_timer = earliest_timer_anywhere() - monotonic_now();
@@ -156,22 +184,19 @@ void* monitor_main(void*) {
 }
 
 void start_thread() {
-  g_watch = static_cast<Watch*>(calloc(static_cast<size_t>(g_ncarriers), sizeof(Watch)));
+  // Room for every carrier there may be: spares (handoff.cc) are added while the monitor runs.
+  g_watch = static_cast<Watch*>(calloc(static_cast<size_t>(g_config.carriers + g_config.max_spare), sizeof(Watch)));
   if (!g_watch) die("out of memory for the monitor");
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
   pthread_t thread;
-  if (libc::pthread_create(&thread, &attr, monitor_main, nullptr) != 0) die("cannot create the monitor thread");
-  pthread_attr_destroy(&attr);
+  if (libc::pthread_create(&thread, nullptr, monitor_main, nullptr) != 0) die("cannot create the monitor thread");
   libc::pthread_setname_np(thread, "vthread/mon");
 }
 
 }  // namespace
 
 void start(Nanos quantum) {
-  g_quantum = quantum;
-  g_period = quantum / 4;
+  g_quantum = quantum > 0 ? quantum : kNoDeadline;
+  g_period = quantum > 0 ? quantum / 4 : kMaxPeriod;
   if (g_period < kMinPeriod) g_period = kMinPeriod;
   if (g_period > kMaxPeriod) g_period = kMaxPeriod;
   start_thread();

@@ -8,11 +8,12 @@
 namespace vthread::sched::monitor {
 
 // Starts the monitor thread, which ticks a carrier whose dispatch has used `quantum` of CPU while
-// fibers wait for it, or at once when a waiting fiber outranks the running one.
+// fibers wait for it, or at once when a waiting fiber outranks the running one (0: preemption is
+// off, no ticks), and hands off blocked carriers.
 void start(Nanos quantum);
 
-// A carrier stopped idling: wakes the monitor if it went to sleep because every carrier was idle.
-// One relaxed load when the monitor is awake.
+// A carrier stopped idling or left a blocking call: wakes the monitor if it went to sleep because
+// no carrier ran a fiber. A fence and a load when the monitor is awake.
 void notify_busy();
 
 // In a fork child: the monitor thread did not survive the fork; starts a new one.

@@ -77,6 +77,7 @@
 
 #include "arch/raw_syscall.h"
 #include "sched/carrier.h"
+#include "sched/handoff.h"
 #include "sched/monitor.h"
 
 namespace vthread::sched {
@@ -101,6 +102,7 @@ constexpr uintptr_t kHeadroom = 8 * 1024;
 // it (the signal frame with AVX-512 state is ~3.5 KiB).
 constexpr uintptr_t kMaxSignalFrame = 64 * 1024;
 
+bool g_started = false;
 bool g_enabled = false;
 int g_signal = 0;
 pid_t g_pid = 0;
@@ -256,7 +258,13 @@ void unblock_tick_signal() {
 }
 
 void start() {
-  if (g_enabled || !configured_signal()) return;
+  if (g_started) return;
+  g_started = true;
+  handoff::start();
+  if (!configured_signal()) {
+    monitor::start(0);  // hand-off only
+    return;
+  }
   g_signal = configured_signal();
   g_pid = static_cast<pid_t>(arch::raw_syscall(SYS_getpid));
   uintptr_t cookie = 0;
@@ -275,6 +283,7 @@ bool is_tick(const siginfo_t* info) {
 }
 
 void send_tick(int tid) {
+  if (!g_enabled) return;
   siginfo_t info;
   memset(&info, 0, sizeof info);
   info.si_signo = g_signal;
@@ -299,9 +308,11 @@ void on_tick(void* context) {
     errno = saved_errno;
     return;
   }
-  Fiber* next = pick_peer_or_better(c, self->priority);
-  if (!next) next = take_preempted(self->priority);
-  if (next) {
+  // A spare no longer needed (handoff.cc) switches to its loop, which retires it.
+  bool retire = handoff::should_retire(c);
+  Fiber* next = retire ? nullptr : pick_peer_or_better(c, self->priority);
+  if (!next && !retire) next = take_preempted(self->priority);
+  if (next || retire) {
     self->preempt_pending.store(false, std::memory_order_relaxed);
     switch_away(self, next);
     // Resumed, perhaps on another carrier: make rt_sigreturn restore this carrier's alternate
@@ -314,6 +325,8 @@ void on_tick(void* context) {
 }
 
 void take_pending(Fiber* self) {
+  // Not from the program's handler for the tick signal: it may have interrupted libc.
+  if (self->app_handler_sp) return;
   if (!self->preempt_pending.exchange(false, std::memory_order_relaxed)) return;
   Fiber* next = pick_peer_or_better(self->carrier, self->priority);
   if (!next) next = take_preempted(self->priority);
@@ -330,8 +343,12 @@ void on_runnable(Carrier* target, Fiber* f) {
   f->cpu_bound = false;
   Fiber* running = __atomic_load_n(&target->current, __ATOMIC_RELAXED);
   if (!running || !target->tid) return;
-  if (f->priority > running->priority || (f->priority == running->priority && running->cpu_bound)) {
+  if (f->priority > running->priority) {
     send_tick(target->tid);
+  } else if (f->priority == running->priority && running->cpu_bound) {
+    // Once per dispatch: a burst of wake-ups would otherwise keep the hog from running at all.
+    uint64_t dispatch = target->switches.load(std::memory_order_relaxed);
+    if (target->boosted_dispatch.exchange(dispatch, std::memory_order_relaxed) != dispatch) send_tick(target->tid);
   }
 }
 
@@ -360,7 +377,7 @@ void after_fork_in_child() {
   new (&g_preempted_lock) Spinlock();
   new (&g_preempted) RunQueue();
   g_preempted_count.store(0);
-  if (!g_enabled) return;
+  if (!g_started) return;
   g_pid = static_cast<pid_t>(arch::raw_syscall(SYS_getpid));
   monitor::after_fork_in_child();
 }

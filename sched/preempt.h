@@ -24,9 +24,9 @@ bool enabled();
 // The tick signal (VTHREAD_PREEMPT_SIGNAL, SIGALRM by default), or 0 while preemption is off.
 int tick_signal();
 
-// Called by the shim once the runtime started and its handler for tick_signal() is installed:
-// builds the table of code that must not be preempted and starts the monitor. No-op if the
-// configuration turned preemption off.
+// Called by the shim once the runtime started and its handler for configured_signal() (if any) is
+// installed: builds the table of code that must not be preempted and starts the monitor, which also
+// drives the hand-off of blocked carriers (handoff.h), so it runs even with preemption off.
 void start();
 
 // True if `info` is a tick the monitor sent: our private negative si_code, our pid and the

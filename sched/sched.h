@@ -25,6 +25,7 @@ struct Config {
   bool per_fiber_tls = true;        // false: fibers share their carrier's TLS (see sched/tls.h)
   Nanos quantum = 10 * 1000 * 1000; // preemption after this much running; 0: never (sched/preempt.h)
   int preempt_signal = SIGALRM;     // the tick signal
+  int max_spare = 64;               // extra kernel threads for carriers blocked in the kernel
 };
 
 // Starts the runtime: turns the calling flow of control into the main fiber (it keeps its stack) and

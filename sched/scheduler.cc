@@ -79,6 +79,7 @@
 #include "arch/thread_pointer.h"
 #include "sched/carrier.h"
 #include "sched/futex.h"
+#include "sched/handoff.h"
 #include "sched/libc.h"
 #include "sched/monitor.h"
 #include "sched/parking_lot.h"
@@ -178,6 +179,7 @@ void make_runnable(Fiber* f) {
     c->fresh_until.store(monotonic_now() + kFreshWindow, std::memory_order_relaxed);
   } else {
     c = f->carrier ? f->carrier : &g_carriers[0];
+    if (c->dormant.load(std::memory_order_relaxed)) c = &g_carriers[0];  // a retired spare (handoff.cc)
   }
   enqueue(c, f);
   preempt::on_runnable(c, f);
@@ -200,8 +202,14 @@ bool wake(ParkTicket ticket, WakeReason why) {
 // The next fiber of this carrier's own queue, after firing its due timers; failing that, the
 // oldest preempted fiber (preempt.cc).
 Fiber* pick_local(Carrier* c) {
+  if (c->spare && handoff::should_retire(c)) return nullptr;  // to its loop, which retires it
   Nanos now;
   if (timers_due(c, &now)) fire_due_timers(c, now);
+  // Every 61st pick serves the shared queue first (Go's rule for its global queue): fibers woken
+  // over and over on this carrier would otherwise starve the preempted ones.
+  if (++c->picks % 61 == 0) {
+    if (Fiber* f = take_preempted(0)) return f;
+  }
   Fiber* f = dequeue(c);
   return f ? f : take_preempted(0);
 }
@@ -354,7 +362,9 @@ void wake_idle_carrier() {
 
 bool any_carrier_idle() { return g_idle_count.load(std::memory_order_relaxed) > 0; }
 
-bool all_carriers_idle() { return g_idle_count.load(std::memory_order_seq_cst) == g_ncarriers; }
+bool all_carriers_idle(int blocked) {
+  return g_idle_count.load(std::memory_order_seq_cst) == g_ncarriers - handoff::dormant_spares() - blocked;
+}
 
 bool any_work_queued() {
   if (preempted_queued() > 0) return true;
@@ -465,6 +475,10 @@ static Fiber* spin_for_work(Carrier* c) {
 
 static Fiber* find_runnable(Carrier* c) {
   for (;;) {
+    if (handoff::should_retire(c)) {
+      stop_spinning(c);
+      handoff::go_dormant(c);
+    }
     Fiber* f = find_work(c);
     if (!f) f = spin_for_work(c);
     stop_spinning(c);
@@ -502,7 +516,7 @@ static void* carrier_thread_main(void* carrier) {
   carrier_loop(c);
 }
 
-static void start_carrier_thread(Carrier* c) {
+void start_carrier_thread(Carrier* c) {
   pthread_t thread;
   if (libc::pthread_create(&thread, nullptr, carrier_thread_main, c) != 0) die("cannot create a carrier thread");
   char name[32];
@@ -563,7 +577,8 @@ bool start(const Config& config) {
   StackAllocator::init(g_config.default_stack_size);
   if (g_config.default_guard_size == 0) g_config.default_guard_size = StackAllocator::page_size();
 
-  void* mem = mmap(nullptr, sizeof(Carrier) * g_config.carriers, PROT_READ | PROT_WRITE,
+  // Room for the spares handoff.cc may start; untouched, it costs no memory.
+  void* mem = mmap(nullptr, sizeof(Carrier) * (g_config.carriers + g_config.max_spare), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("cannot allocate carriers");
   g_carriers = static_cast<Carrier*>(mem);
@@ -667,6 +682,8 @@ void after_fork_in_child() {
     g_main_fiber = nullptr;
     g_main_fiber_reaped = true;
   }
+  g_ncarriers = g_config.carriers;  // spares' threads did not survive the fork either
+  handoff::after_fork_in_child();
   Stack c0_loop_stack = g_carriers[0].loop_stack;
   char* c0_loop_tp = g_carriers[0].loop_tp;
   for (int i = 0; i < g_ncarriers; ++i) {

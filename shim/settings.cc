@@ -171,6 +171,15 @@ sched::Config read_settings(size_t default_stack_size) {
               "SIGUSR2, SIGWINCH, SIGIO, SIGPWR or SIGRTMIN+n; using SIGALRM\n", v);
     }
   }
+  if (const char* v = getenv("VTHREAD_MAX_SPARE")) {
+    long n;
+    if (parse_count(v, 0, kMaxCarriers, &n)) {
+      config.max_spare = static_cast<int>(n);
+    } else {
+      fprintf(stderr, "vthread: VTHREAD_MAX_SPARE='%s' is not a whole number from 0 to %ld; using %d\n", v, kMaxCarriers,
+              config.max_spare);
+    }
+  }
   if (const char* v = getenv("VTHREAD_PREEMPT")) {
     if (strcmp(v, "0") == 0 || strcasecmp(v, "off") == 0) {
       config.quantum = 0;

@@ -223,7 +223,11 @@ int change_mask(sched::Fiber* self, int how, const sigset_t* set, sigset_t* old_
 // Called once the runtime has started, on the thread that started it (the main fiber).
 void start_preemption() {
   int sig = sched::preempt::configured_signal();
-  if (!sig || g_installed.load(std::memory_order_acquire)) return;
+  if (g_installed.load(std::memory_order_acquire)) return;
+  if (!sig) {
+    sched::preempt::start();  // no ticks, but the monitor still hands off blocked carriers
+    return;
+  }
   g_sig = sig;
   uint64_t before = mask_tick(SIG_BLOCK);
   libc::sigaction(sig, nullptr, &g_app);

@@ -54,7 +54,8 @@ sched::Fiber* fiber_of(pthread_t handle);
 // Starts the runtime if it is not running yet. Returns false if it could not.
 bool ensure_runtime();
 
-// Installs the runtime's handler for the tick signal and starts preemption (shim/sigaction.cc).
+// Installs the runtime's handler for the tick signal and starts preemption and the monitor
+// (shim/sigaction.cc).
 // Called by ensure_runtime() once the scheduler has started, on the main fiber.
 void start_preemption();
 
