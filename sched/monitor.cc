@@ -35,6 +35,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include <atomic>
@@ -114,7 +115,7 @@ bool scan() {
     Nanos used = thread_cpu_time(tid) - w.cpu_since;
     if (used >= g_quantum) {
       // Whatever it ran past the quantum it repays by skipping turns (preempt.cc, take_preempted).
-      Nanos overrun = used - g_quantum - g_period;
+      Nanos overrun = used - g_quantum;
       if (overrun > w.charged) {
         f->cpu_debt.fetch_add(overrun - w.charged, std::memory_order_relaxed);
         w.charged = overrun;
@@ -164,6 +165,10 @@ void sleep_until_busy() {
 void* monitor_main(void*) {
   uint64_t all = ~uint64_t{0};
   arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, nullptr, sizeof all);
+  // Its lateness is the fibers' slice error (see above), and it runs microseconds per period: ask
+  // the kernel to run it promptly. Only a privileged process may lower its nice value; otherwise
+  // it keeps the default and relies on cpu_debt.
+  arch::raw_syscall(SYS_setpriority, PRIO_PROCESS, arch::raw_syscall(SYS_gettid), -20);
   int quiet_periods = 0;
   for (;;) {
     if (earliest_timer_anywhere() <= monotonic_now()) fire_all_due_timers();

@@ -103,13 +103,17 @@ TEST(Preempt, CpuBoundThreadsShareFairly) {
   for (int i = 0; i < kHogs; ++i) before[i] = g_counters[i].count;
   int64_t cpu_end = NowNs(CLOCK_PROCESS_CPUTIME_ID) + 2 * vthread_test::kNsPerSec;
   int64_t wall_end = NowNs() + 60 * vthread_test::kNsPerSec;
-  while (NowNs(CLOCK_PROCESS_CPUTIME_ID) < cpu_end && NowNs() < wall_end) SleepMs(10);
+  // Polled every 100 ms: each wake-up of this thread cuts a hog's quantum short (it then resumes
+  // first, with a fresh quantum), which favours the hogs it lands on a little.
+  while (NowNs(CLOCK_PROCESS_CPUTIME_ID) < cpu_end && NowNs() < wall_end) SleepMs(100);
   for (int i = 0; i < kHogs; ++i) after[i] = g_counters[i].count;
   g_hogs_stop = 1;
   for (auto& t : hogs) ASSERT_EQ(pthread_join(t, nullptr), 0);
   double mean = 0;
   for (int i = 0; i < kHogs; ++i) mean += static_cast<double>(after[i] - before[i]) / kHogs;
   ASSERT_GT(mean, 0);
+  // Natively the shares are the kernel's business (and on a loaded machine they miss 25% too).
+  if (!ExpectFibers()) return;
   for (int i = 0; i < kHogs; ++i) {
     double share = static_cast<double>(after[i] - before[i]) / mean;
     EXPECT_GT(share, 0.75) << "thread " << i;
