@@ -207,7 +207,8 @@ Fiber* pick_local(Carrier* c) {
   if (timers_due(c, &now)) fire_due_timers(c, now);
   // Every 61st pick serves the shared queue first (Go's rule for its global queue): fibers woken
   // over and over on this carrier would otherwise starve the preempted ones.
-  if (++c->picks % 61 == 0) {
+  if (--c->picks_until_shared == 0) {
+    c->picks_until_shared = 61;
     if (Fiber* f = take_preempted(0)) return f;
   }
   Fiber* f = dequeue(c);
@@ -714,8 +715,9 @@ void after_fork_in_child() {
     local->current = self;
     first_new_carrier = 1;
   }
-  for (int i = first_new_carrier; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
+  // Before any carrier runs: the shared queue of preempted fibers still holds the parent's.
   preempt::after_fork_in_child();
+  for (int i = first_new_carrier; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
 }
 
 bool per_fiber_tls() { return tls::per_fiber(); }
