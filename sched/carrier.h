@@ -19,7 +19,8 @@
 namespace vthread::sched {
 
 // What finish_switch() does with the fiber that switched out.
-enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit };
+// kPreempted: put it on the shared queue of preempted fibers (preempt.cc).
+enum class PostSwitch : uint8_t { kNothing, kRequeue, kPark, kExit, kPreempted };
 
 struct alignas(64) Carrier {
   int index = 0;
@@ -54,8 +55,23 @@ struct alignas(64) Carrier {
   uint64_t steal_seed = 0;
 
   std::atomic<uint64_t> switches{0};
+  // Hand-off (handoff.cc). blocking_since: when the running fiber entered a blocking call the shim
+  // wraps (0: it is not in one). spare: an extra carrier started for blocked ones; dormant: a spare
+  // asleep until needed again.
+  std::atomic<Nanos> blocking_since{0};
+  bool spare = false;
+  std::atomic<bool> dormant{false};
+
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> idle_sleeps{0};
+  // Set by the monitor before it ticks the carrier because the running dispatch used its quantum;
+  // cleared by the tick handler. A tick without it (a woken fiber's) cut the quantum short.
+  std::atomic<bool> quantum_over{false};
+  // The dispatch (`switches`) a woken fiber last cut short (preempt.cc, on_runnable): once each.
+  std::atomic<uint64_t> boosted_dispatch{~uint64_t{0}};
+  uint32_t picks_until_shared = 61;         // owner only: pick_local()'s countdown to its 61 rule
+  std::atomic<uint64_t> preemptions{0};     // ticks that switched the running fiber out
+  std::atomic<uint64_t> ticks_deferred{0};  // ticks that found it at an unsafe point
 };
 
 extern Config g_config;
@@ -76,8 +92,13 @@ Fiber* pick_local(Carrier* c);
 // Switches from `self` to `next` (null: the carrier context); does `action` to self once saved.
 void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void*), void* arg);
 void wake_idle_carrier();
+// Starts the kernel thread of carrier `c` (spares too: handoff.cc).
+void start_carrier_thread(Carrier* c);
 bool any_work_queued();
 bool any_carrier_idle();
+// True if every carrier but `blocked` ones (in blocking calls) and dormant spares is asleep in its
+// idle list (the monitor's test before it sleeps).
+bool all_carriers_idle(int blocked);
 // Every new fiber starts here (spawn() prepares its context with it).
 void fiber_main(void* fiber);
 // Returns a finished fiber's stack, context and record.
@@ -91,6 +112,17 @@ bool timers_due(Carrier* c, Nanos* now);
 Nanos earliest_timer_anywhere();
 // Fires any carrier's due timers (for carriers busy in a long-running fiber).
 bool fire_all_due_timers();
+
+// preempt.cc
+// The shared FIFO of preempted fibers: put one on its tail; take its head if of at least
+// `priority` (pick_local() does when the carrier's own queue is empty); its length; the priority
+// of its best fiber, or -1 (also when its lock is busy).
+void requeue_preempted(Fiber* fiber);
+Fiber* take_preempted(int priority);
+size_t preempted_queued();
+int preempted_top_priority();
+// The next fiber of `c`'s queue if one of at least `priority` is waiting (after firing due timers).
+Fiber* pick_peer_or_better(Carrier* c, int priority);
 
 // lifecycle.cc
 // Publishes that `fiber` switched out for good; runs in finish_switch().

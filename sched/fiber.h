@@ -129,6 +129,20 @@ struct Fiber {
   std::atomic<uint64_t> cpu_clock;
   Nanos cpu_base;                       // CPU time it had before it became a fiber (main only)
 
+  // Preemption (preempt.cc). preempt_pending: a tick found the fiber at an unsafe point; it yields
+  // at its next shim entry. app_handler_sp: the frame of the runtime's signal handler while it runs
+  // the program's handler for the tick signal on this fiber (0: none). app_blocks_tick: the program
+  // believes this thread blocks the tick signal (the kernel mask never does; shim/sigaction.cc).
+  std::atomic<bool> preempt_pending;
+  bool app_blocks_tick;
+  uintptr_t app_handler_sp;
+  uint64_t preemptions;                 // statistics: times switched out by a tick
+  bool cpu_bound;                       // its last dispatch ended by preemption (not a park)
+  bool quantum_cut;                     // preempted before its quantum was over: requeued first
+  // CPU time its dispatches ran past the quantum before a tick stopped them (the monitor's lag),
+  // repaid by skipping turns in the queue of preempted fibers (deficit round robin, preempt.cc).
+  std::atomic<Nanos> cpu_debt;
+
   uint64_t switches_in;                 // statistics: times dispatched
   Nanos created_at;
 

@@ -30,6 +30,8 @@ void* resolve(std::atomic<void*>& slot, const char* name) {
 
 }  // namespace
 
+void* resolve_real(std::atomic<void*>& slot, const char* name) { return resolve(slot, name); }
+
 #define VTHREAD_REAL(ret, name, params, args)                               \
   ret name params {                                                         \
     static std::atomic<void*> slot{nullptr};                                \
@@ -40,9 +42,11 @@ VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
 VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
-VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old), (sig, action, old))
-VTHREAD_REAL(int, pthread_sigmask, (int how, const sigset_t* set, sigset_t* old), (how, set, old))
-VTHREAD_REAL(int, sigprocmask, (int how, const sigset_t* set, sigset_t* old), (how, set, old))
+VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old_action),
+             (sig, action, old_action))
+VTHREAD_REAL(sighandler_t, signal, (int sig, sighandler_t handler), (sig, handler))
+VTHREAD_REAL(int, sigprocmask, (int how, const sigset_t* set, sigset_t* old_set), (how, set, old_set))
+VTHREAD_REAL(int, pthread_sigmask, (int how, const sigset_t* set, sigset_t* old_set), (how, set, old_set))
 VTHREAD_REAL(int, sigtimedwait, (const sigset_t* set, siginfo_t* info, const struct timespec* timeout), (set, info, timeout))
 VTHREAD_REAL(int, pthread_detach, (pthread_t thread), (thread))
 VTHREAD_REAL(pthread_t, pthread_self, (), ())

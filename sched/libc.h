@@ -71,10 +71,14 @@ int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* par
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
-int sigaction(int sig, const struct sigaction* action, struct sigaction* old);
-int pthread_sigmask(int how, const sigset_t* set, sigset_t* old);
-int sigprocmask(int how, const sigset_t* set, sigset_t* old);
+int sigaction(int sig, const struct sigaction* action, struct sigaction* old_action);
+sighandler_t signal(int sig, sighandler_t handler);
+int sigprocmask(int how, const sigset_t* set, sigset_t* old_set);
+int pthread_sigmask(int how, const sigset_t* set, sigset_t* old_set);
 int sigtimedwait(const sigset_t* set, siginfo_t* info, const struct timespec* timeout);
+// The real `name`, resolved once into `slot` (fatal if glibc lacks it): for wrappers that a macro
+// generates in bulk (shim/blocking.cc).
+void* resolve_real(std::atomic<void*>& slot, const char* name);
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock);
 int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set);
 int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set);

@@ -60,6 +60,7 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
   f->entry_arg = arg;
   f->user_data = user_data;
   f->next_priority.store(static_cast<uint8_t>(attributes.priority), std::memory_order_relaxed);
+  f->app_blocks_tick = creator && creator->app_blocks_tick;  // a new thread inherits its creator's mask
   f->detached = attributes.detached;
   f->created_at = monotonic_now();
   f->carrier = creator ? creator->carrier : &g_carriers[0];

@@ -8,6 +8,7 @@
 #ifndef VTHREAD_SCHED_SCHED_H_
 #define VTHREAD_SCHED_SCHED_H_
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,9 @@ struct Config {
   size_t default_guard_size = 0;    // 0: one page
   arch::SwitchBackend backend = arch::SwitchBackend::kAssembly;
   bool per_fiber_tls = true;        // false: fibers share their carrier's TLS (see sched/tls.h)
+  Nanos quantum = 10 * 1000 * 1000; // preemption after this much running; 0: never (sched/preempt.h)
+  int preempt_signal = SIGALRM;     // the tick signal
+  int max_spare = 64;               // extra kernel threads for carriers blocked in the kernel
 };
 
 // Starts the runtime: turns the calling flow of control into the main fiber (it keeps its stack) and
@@ -166,6 +170,8 @@ struct Stats {
   uint64_t switches;
   uint64_t steals;
   uint64_t idle_sleeps;
+  uint64_t preemptions;
+  uint64_t ticks_deferred;
 };
 Stats stats();
 

@@ -42,6 +42,15 @@
 //   timers of every carrier, so a carrier stuck in a long-running fiber does not hold up others'
 //   wake-ups.
 //
+// Preemption and the monitor
+//   A fiber that runs for a quantum without entering the shim while others wait is switched out
+//   from a signal handler (preempt.cc); a monitor thread decides which carriers to tick
+//   (monitor.cc). Here that costs nothing: the monitor reads the `switches` counter dispatch already
+//   keeps, make_runnable() tells preempt.cc when a woken fiber should not wait for the running one's
+//   quantum to end, finish_switch
+//   puts a preempted fiber on a queue shared by all carriers, and pick_local() takes from it when
+//   the carrier's own queue is empty.
+//
 // Rejected alternatives
 //   - Always switching through the scheduler loop: simpler, but doubles the cost of every switch.
 //   - One global run queue: a single lock every carrier contends on for every switch.
@@ -71,8 +80,11 @@
 #include "sched/carrier.h"
 #include "sched/cpu_time.h"
 #include "sched/futex.h"
+#include "sched/handoff.h"
 #include "sched/libc.h"
+#include "sched/monitor.h"
 #include "sched/parking_lot.h"
+#include "sched/preempt.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
 #include "sched/stack_overflow.h"
@@ -170,8 +182,10 @@ void make_runnable(Fiber* f) {
     if (g_ncarriers > 1) c->fresh_until.store(monotonic_now() + kFreshWindow, std::memory_order_relaxed);
   } else {
     c = f->carrier ? f->carrier : &g_carriers[0];
+    if (c->dormant.load(std::memory_order_relaxed)) c = &g_carriers[0];  // a retired spare (handoff.cc)
   }
   enqueue(c, f);
+  preempt::on_runnable(c, f);
 }
 
 bool wake(ParkTicket ticket, WakeReason why) {
@@ -188,11 +202,25 @@ bool wake(ParkTicket ticket, WakeReason why) {
 
 // ---- switching ---------------------------------------------------------------------------------
 
-// The next fiber of this carrier's own queue, after firing its due timers.
+// The next fiber of this carrier's own queue, after firing its due timers; failing that, the
+// oldest preempted fiber (preempt.cc).
 Fiber* pick_local(Carrier* c) {
+  if (c->spare && handoff::should_retire(c)) return nullptr;  // to its loop, which retires it
   Nanos now;
   if (timers_due(c, &now)) fire_due_timers(c, now);
-  return dequeue(c);
+  // Every 61st pick serves the shared queue first (Go's rule for its global queue): fibers woken
+  // over and over on this carrier would otherwise starve the preempted ones.
+  if (--c->picks_until_shared == 0) {
+    c->picks_until_shared = 61;
+    if (Fiber* f = take_preempted(0)) return f;
+  }
+  // A preempted fiber that outranks everything queued here goes first: preemption must not cost a
+  // fiber its priority.
+  if (preempted_queued() && preempted_top_priority() > c->queue.highest_level()) {
+    if (Fiber* f = take_preempted(0)) return f;
+  }
+  Fiber* f = dequeue(c);
+  return f ? f : take_preempted(0);
 }
 
 // `c->current` is the fiber switching out, or null when the carrier context dispatches.
@@ -270,6 +298,10 @@ static void finish_switch(Carrier* c) {
     case PostSwitch::kExit:
       prev->on_cpu.store(false, std::memory_order_release);
       finish_exit(prev);
+      break;
+    case PostSwitch::kPreempted:
+      prev->on_cpu.store(false, std::memory_order_release);
+      requeue_preempted(prev);
       break;
   }
 }
@@ -380,7 +412,12 @@ void wake_idle_carrier() {
 
 bool any_carrier_idle() { return g_idle_count.load(std::memory_order_relaxed) > 0; }
 
+bool all_carriers_idle(int blocked) {
+  return g_idle_count.load(std::memory_order_seq_cst) == g_ncarriers - handoff::dormant_spares() - blocked;
+}
+
 bool any_work_queued() {
+  if (preempted_queued() > 0) return true;
   for (int i = 0; i < g_ncarriers; ++i) {
     if (g_carriers[i].queued.load(std::memory_order_relaxed) > 0) return true;
   }
@@ -459,6 +496,7 @@ static void idle_sleep(Carrier* c) {
     futex_wait(&c->wake_word, 0, deadline == kNoDeadline ? nullptr : &timeout);
   }
   leave_idle_list(c);
+  monitor::notify_busy();
 }
 
 static Fiber* find_work(Carrier* c) {
@@ -487,6 +525,10 @@ static Fiber* spin_for_work(Carrier* c) {
 
 static Fiber* find_runnable(Carrier* c) {
   for (;;) {
+    if (handoff::should_retire(c)) {
+      stop_spinning(c);
+      handoff::go_dormant(c);
+    }
     Fiber* f = find_work(c);
     if (!f) f = spin_for_work(c);
     stop_spinning(c);
@@ -516,6 +558,7 @@ static void carrier0_loop_entry(void* carrier) {
 static void* carrier_thread_main(void* carrier) {
   auto* c = static_cast<Carrier*>(carrier);
   c->tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
+  preempt::unblock_tick_signal();
   c->applied_sigmask = kernel_signal_mask();  // inherited from the thread that started the runtime
   if (tls::per_fiber()) c->loop_tp = arch::thread_pointer();
   carrier_local()->carrier = c;
@@ -525,7 +568,7 @@ static void* carrier_thread_main(void* carrier) {
   carrier_loop(c);
 }
 
-static void start_carrier_thread(Carrier* c) {
+void start_carrier_thread(Carrier* c) {
   pthread_t thread;
   if (libc::pthread_create(&thread, nullptr, carrier_thread_main, c) != 0) die("cannot create a carrier thread");
   char name[32];
@@ -586,7 +629,8 @@ bool start(const Config& config) {
   StackAllocator::init(g_config.default_stack_size);
   if (g_config.default_guard_size == 0) g_config.default_guard_size = StackAllocator::page_size();
 
-  void* mem = mmap(nullptr, sizeof(Carrier) * g_config.carriers, PROT_READ | PROT_WRITE,
+  // Room for the spares handoff.cc may start; untouched, it costs no memory.
+  void* mem = mmap(nullptr, sizeof(Carrier) * (g_config.carriers + g_config.max_spare), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("cannot allocate carriers");
   g_carriers = static_cast<Carrier*>(mem);
@@ -694,6 +738,8 @@ void after_fork_in_child() {
     g_main_fiber = nullptr;
     g_main_fiber_reaped = true;
   }
+  g_ncarriers = g_config.carriers;  // spares' threads did not survive the fork either
+  handoff::after_fork_in_child();
   Stack c0_loop_stack = g_carriers[0].loop_stack;
   char* c0_loop_tp = g_carriers[0].loop_tp;
   for (int i = 0; i < g_ncarriers; ++i) {
@@ -725,6 +771,8 @@ void after_fork_in_child() {
     local->current = self;
     first_new_carrier = 1;
   }
+  // Before any carrier runs: the shared queue of preempted fibers still holds the parent's.
+  preempt::after_fork_in_child();
   for (int i = first_new_carrier; i < g_ncarriers; ++i) start_carrier_thread(&g_carriers[i]);
 }
 
@@ -751,6 +799,8 @@ Stats stats() {
     s.switches += g_carriers[i].switches.load(std::memory_order_relaxed);
     s.steals += g_carriers[i].steals.load(std::memory_order_relaxed);
     s.idle_sleeps += g_carriers[i].idle_sleeps.load(std::memory_order_relaxed);
+    s.preemptions += g_carriers[i].preemptions.load(std::memory_order_relaxed);
+    s.ticks_deferred += g_carriers[i].ticks_deferred.load(std::memory_order_relaxed);
   }
   return s;
 }

@@ -6,12 +6,13 @@
 // which finds the calling fiber once (nullptr: the caller is not a fiber — the runtime has not
 // started, or the thread is one glibc made behind our back) and records, for the duration of the
 // call, which interposed function the fiber is in, so that dumps and debuggers can show it.
-// Tracing, call statistics and deferred-preemption checks belong here too. Signals pthread_kill
+// Tracing and call statistics belong here too; a preemption deferred by a tick is taken here. Signals pthread_kill
 // sent to the fiber while it ran are raised here, and a due asynchronous cancel is acted on here
 // (see cancel.h).
 #ifndef VTHREAD_SHIM_ENTRY_H_
 #define VTHREAD_SHIM_ENTRY_H_
 
+#include "sched/preempt.h"
 #include "sched/sched.h"
 #include "shim/cancel.h"
 
@@ -22,6 +23,11 @@ class ShimEntry {
   explicit ShimEntry(const char* function) : fiber_(sched::current()) {
     if (fiber_) {
       outer_call_ = fiber_->in_call;
+      // A tick that found the fiber at an unsafe point is taken here, at the outermost entry only: an
+      // inner one may be app code the shim runs with glibc or ld.so state held (dlopen constructors).
+      if (!outer_call_ && fiber_->preempt_pending.load(std::memory_order_relaxed)) {
+        sched::preempt::take_pending(fiber_);
+      }
       fiber_->in_call = function;
       if (fiber_->pending_signals.load(std::memory_order_relaxed)) sched::deliver_pending_signals(fiber_);
       async_cancellation_point(fiber_);

@@ -22,6 +22,7 @@
 #include <atomic>
 
 #include "arch/raw_syscall.h"
+#include "sched/handoff.h"
 #include "sched/parking_lot.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
@@ -226,7 +227,10 @@ extern "C" long syscall(long number, ...) {
   // To the kernel. A thread that is not a fiber waiting here is counted so fibers' wakes reach it;
   // one that wakes here also wakes fibers parked on the same words (spurious wakes are allowed).
   if (waits) shim::g_kernel_waiters.fetch_add(1, std::memory_order_seq_cst);
+  // A fiber's futex call that reaches the kernel (priority inheritance) may block its carrier.
+  if (entry.fiber()) sched::enter_blocking();
   result = vthread::arch::raw_syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (entry.fiber()) sched::exit_blocking();
   if (waits) {
     shim::g_kernel_waiters.fetch_sub(1, std::memory_order_seq_cst);
   } else if (result >= 0) {

@@ -64,9 +64,13 @@ uint64_t low_word(const sigset_t* set) {
   return word;
 }
 
-// pthread_sigmask for a fiber: returns 0 or EINVAL.
+// pthread_sigmask for a fiber: returns 0 or EINVAL. The tick signal (sigaction.cc) is never
+// blocked on a carrier: the program's wish for it is kept in app_blocks_tick.
 int change_mask(sched::Fiber* self, int how, const sigset_t* set, sigset_t* old) {
-  uint64_t mask = self->sigmask;
+  uint64_t tick = tick_signal_bit();
+  bool blocked_tick = self->app_blocks_tick;
+  uint64_t mask = self->sigmask | (blocked_tick ? tick : 0);
+  uint64_t before = mask;
   if (set) {
     uint64_t change = low_word(set) & ~kUnblockable;
     switch (how) {
@@ -77,8 +81,11 @@ int change_mask(sched::Fiber* self, int how, const sigset_t* set, sigset_t* old)
     }
   }
   // As the kernel: only the first 64 signals of *old are written.
-  if (old) memcpy(old, &self->sigmask, sizeof self->sigmask);
-  if (set && mask != self->sigmask) sched::set_signal_mask(self, mask);
+  if (old) memcpy(old, &before, sizeof before);
+  if (!set) return 0;
+  self->app_blocks_tick = mask & tick;
+  if ((mask & ~tick) != self->sigmask) sched::set_signal_mask(self, mask & ~tick);
+  if (blocked_tick && !self->app_blocks_tick) tick_signal_unblocked();
   return 0;
 }
 
@@ -157,7 +164,7 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
 
 bool interrupts_waits(int sig) {
   struct sigaction action;
-  if (libc::sigaction(sig, nullptr, &action) != 0) return false;
+  if (::sigaction(sig, nullptr, &action) != 0) return false;  // the program's view (sigaction.cc)
   if (action.sa_flags & SA_SIGINFO) return true;
   if (action.sa_handler == SIG_IGN) return false;
   if (action.sa_handler != SIG_DFL) return true;

@@ -136,6 +136,7 @@ void reset_once_on_unwind(void* arg) {
 
 bool start_runtime(const sched::Config& config) {
   if (!sched::start(config)) return false;
+  start_preemption();
   start_profiler_if_asked();
   return true;
 }

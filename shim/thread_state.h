@@ -64,6 +64,16 @@ sched::Fiber* fiber_of(pthread_t handle);
 // Starts the runtime if it is not running yet. Returns false if it could not.
 bool ensure_runtime();
 
+// Installs the runtime's handler for the tick signal and starts preemption and the monitor
+// (shim/sigaction.cc).
+// Called by ensure_runtime() once the scheduler has started, on the main fiber.
+void start_preemption();
+// The tick signal's bit (sig-1), or 0 before start_preemption() or without preemption: it is
+// never in a fiber's applied mask; Fiber::app_blocks_tick says whether the program blocked it.
+uint64_t tick_signal_bit();
+// A fiber stopped blocking the tick signal: delivers the program's instance held back meanwhile.
+void tick_signal_unblocked();
+
 // The kernel thread id the main fiber had before the runtime started. Identities it took then
 // (mutex ownership) stay valid after it became a fiber.
 int main_fiber_tid();

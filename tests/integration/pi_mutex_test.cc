@@ -102,6 +102,9 @@ TEST(PriorityInheritance, TheHolderRunsAtTheWaitersLevel) {
     std::atomic<bool> low_holds{false};
   } shared{&m, &gate, log};
 
+  // The creator runs at SCHED_FIFO 99 meanwhile, so that no thread it creates preempts it.
+  sched_param top = {99}, normal = {0};
+  ASSERT_EQ(pthread_setschedparam(pthread_self(), SCHED_FIFO, &top), 0);
   pthread_mutex_lock(&gate);
   pthread_t low = create(10, [](void* p) -> void* {
     auto* s = static_cast<Shared*>(p);
@@ -113,7 +116,7 @@ TEST(PriorityInheritance, TheHolderRunsAtTheWaitersLevel) {
     pthread_mutex_unlock(s->m);
     return nullptr;
   }, &shared);
-  while (!shared.low_holds) usleep(1000);
+  while (!shared.low_holds) usleep(1000);  // (a sleep lets Low, below us, run)
   pthread_t medium = create(20, [](void* p) -> void* {
     static_cast<Shared*>(p)->log('M');
     return nullptr;
@@ -129,6 +132,7 @@ TEST(PriorityInheritance, TheHolderRunsAtTheWaitersLevel) {
   pthread_join(high, nullptr);
   pthread_join(medium, nullptr);
   pthread_join(low, nullptr);
+  pthread_setschedparam(pthread_self(), SCHED_OTHER, &normal);
   EXPECT_EQ(order, "LHM");
 }
 

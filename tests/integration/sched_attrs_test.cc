@@ -197,8 +197,11 @@ TEST(SchedPriorityTest, HigherPriorityRunsFirstOnOneCarrier) {
     int priority;
   };
   // Ids are the expected run order.
+  // The creator runs at SCHED_FIFO 99 meanwhile: a created thread that outranked it would run at
+  // once (preemption), as on a single CPU natively.
+  ASSERT_EQ(0, SetSched(pthread_self(), SCHED_FIFO, 99));
   const std::vector<std::pair<int, Spec>> specs = {
-      {6, {false, 0, 0}},           // inherits SCHED_OTHER
+      {6, {true, SCHED_OTHER, 0}},
       {2, {true, SCHED_RR, 40}},
       {0, {true, SCHED_FIFO, 99}},
       {7, {true, SCHED_OTHER, 0}},
@@ -228,16 +231,22 @@ TEST(SchedPriorityTest, HigherPriorityRunsFirstOnOneCarrier) {
   // Changed while they wait on the run queue: a default thread lowered to SCHED_IDLE runs last; one
   // raised to SCHED_FIFO 5 joins the level of SCHED_FIFO 1, behind it.
   pthread_t lowered, raised;
+  pthread_attr_t other;
+  ASSERT_EQ(0, pthread_attr_init(&other));
+  ASSERT_EQ(0, pthread_attr_setinheritsched(&other, PTHREAD_EXPLICIT_SCHED));
+  ASSERT_EQ(0, pthread_attr_setschedpolicy(&other, SCHED_OTHER));
   args.push_back({&order, 8});
-  ASSERT_EQ(0, pthread_create(&lowered, nullptr, body, &args.back()));
+  ASSERT_EQ(0, pthread_create(&lowered, &other, body, &args.back()));
   args.push_back({&order, 5});
-  ASSERT_EQ(0, pthread_create(&raised, nullptr, body, &args.back()));
+  ASSERT_EQ(0, pthread_create(&raised, &other, body, &args.back()));
+  pthread_attr_destroy(&other);
   ASSERT_EQ(0, SetSched(lowered, SCHED_IDLE, 0));
   ASSERT_EQ(0, SetSched(raised, SCHED_FIFO, 5));
   EXPECT_TRUE(order.empty()) << "a created thread ran before the creator blocked";
   for (pthread_t t : threads) ASSERT_EQ(0, pthread_join(t, nullptr));
   ASSERT_EQ(0, pthread_join(lowered, nullptr));
   ASSERT_EQ(0, pthread_join(raised, nullptr));
+  ASSERT_EQ(0, SetSched(pthread_self(), SCHED_OTHER, 0));
   EXPECT_EQ((std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8}), order);
 }
 

@@ -520,7 +520,8 @@ void Usage(FILE* f) {
           "  --quick           small iteration counts; skips the native 100k-thread run\n"
           "  --only NAME...    only jobs whose name starts with NAME: create_join yield_pingpong\n"
           "                    mutex_uncontended mutex_handoff cond_pingpong threadring\n"
-          "                    contended_counter sem_pingpong sleep_storm parked_rss_10000\n"
+          "                    contended_counter sem_pingpong cpu_throughput_2 cpu_throughput_64 wake_latency\n"
+          "                    sleep_storm parked_rss_10000\n"
           "                    parked_rss_100000 (e.g. --only yield mutex parked)\n"
           "  --repeat K        run every child K times (interleaved), report medians (default 1)\n"
           "  --timeout SEC     per-child timeout (default 120; the sync jobs mutex_* cond_pingpong\n"
@@ -668,6 +669,12 @@ int main(int argc, char** argv) {
   Job* sp = add_job("sem_pingpong", {"sem_pingpong", sp_n});
   for (Job* j : {mu, mh, cp, tr, cc, sp}) j->timeout_cap = sync_cap;
   Job* ss = add_job("sleep_storm", {"sleep_storm", ss_t, ss_n});
+  // Preemption: CPU-bound threads that never call the library (2 = one per CPU here; 64 = many more
+  // than carriers, shared only by preemption), and the wake-up of a sleeper while hogs run.
+  const char* cpu_n = quick ? "20000" : "100000";
+  Job* cpu2 = add_job("cpu_throughput_2", {"cpu_throughput", "2", cpu_n});
+  Job* cpu64 = add_job("cpu_throughput_64", {"cpu_throughput", "64", quick ? "700" : "3000"});
+  Job* wl = add_job("wake_latency", {"wake_latency", "4", quick ? "300" : "1000"});
   Job* p10k = add_job("parked_rss_10000", {"parked_rss", "10000"});
   Job* p100k = add_job("parked_rss_100000", {"parked_rss", "100000"});
   if (quick) {
@@ -693,6 +700,10 @@ int main(int argc, char** argv) {
   rows.push_back({"  same, wall (ms)", ss, "sleep_storm_0ns_wall", kVthread});
   rows.push_back({Fmt("sleep_storm %sx%s 1us sleep (ns/call)", ss_t, ss_n), ss, "sleep_storm_1us", kVthread});
   rows.push_back({"  same, wall (ms)", ss, "sleep_storm_1us_wall", kVthread});
+  rows.push_back({"2 CPU-bound threads (ns/round)", cpu2, "cpu_throughput_2", kVthread, kRatioAtLeast, 0.97, ">=97% of native"});
+  rows.push_back({"64 CPU-bound threads (ns/round)", cpu64, "cpu_throughput_64", kVthread, kRatioAtLeast, 0.97, ">=97% of native"});
+  rows.push_back({"wake-up latency, 4 hogs, p50 (us late)", wl, "wake_latency_p50", kVthread});
+  rows.push_back({"  same, p99 (us late)", wl, "wake_latency_p99", kVthread});
   rows.push_back({"10k parked: RSS (KiB/thread)", p10k, "parked_rss_10000", kVthread});
   rows.push_back({"10k parked: kernel tasks", p10k, "parked_tasks_10000", kVthread});
   rows.push_back({"100k parked: RSS (KiB/thread)", p100k, "parked_rss_100000", kVthread, kVthreadBelow, 16384, "<16 KiB/thread"});

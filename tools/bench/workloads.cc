@@ -821,6 +821,91 @@ int ContendedCounter(long threads, long n) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// cpu_throughput T N: T threads each do N rounds of a register-only computation (no calls into the
+// library, so under vthread with more threads than carriers only preemption shares the CPU).
+// Result: wall time / N (per round of every thread): lower is better.
+
+std::atomic<uint64_t> g_cpu_sink{0};
+
+void* CpuWorker(void* arg) {
+  long rounds = *static_cast<long*>(arg);
+  uint64_t x = reinterpret_cast<uintptr_t>(&rounds);
+  for (long i = 0; i < rounds; ++i) {
+    for (int k = 0; k < 1000; ++k) x = x * 6364136223846793005ull + 1442695040888963407ull;
+  }
+  g_cpu_sink.fetch_add(x, std::memory_order_relaxed);
+  return nullptr;
+}
+
+int CpuThroughput(long threads, long rounds) {
+  char name[64];
+  snprintf(name, sizeof name, "cpu_throughput_%ld", threads);
+  std::vector<pthread_t> ts(threads);
+  int64_t t0 = NowNs();
+  for (long i = 0; i < threads; ++i) {
+    if (!Spawn(&ts[i], CpuWorker, &rounds, name, i)) return 1;
+  }
+  for (auto& t : ts) pthread_join(t, nullptr);
+  int64_t wall = NowNs() - t0;
+  // Wall time per 1000-step round of all threads: lower is better, and native/vthread is the
+  // throughput ratio.
+  Result(name, static_cast<double>(wall) / rounds, "ns/round");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// wake_latency H N: H CPU hogs run while one thread, made high priority (SCHED_FIFO 10 natively,
+// which needs privilege: failures are ignored), sleeps 1 ms N times; how late each wake-up is.
+
+std::atomic<bool> g_hogs_stop{false};
+
+void* LatencyHog(void*) {
+  uint64_t x = 1;
+  while (!g_hogs_stop.load(std::memory_order_relaxed)) {
+    for (int k = 0; k < 1000; ++k) x = x * 6364136223846793005ull + 1;
+  }
+  g_cpu_sink.fetch_add(x, std::memory_order_relaxed);
+  return nullptr;
+}
+
+struct LatencyRun {
+  long n;
+  std::vector<double> late_us;
+};
+
+void* LatencySleeper(void* arg) {
+  auto* run = static_cast<LatencyRun*>(arg);
+  struct sched_param param;
+  param.sched_priority = 10;
+  pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
+  for (long i = 0; i < run->n; ++i) {
+    int64_t before = NowNs();
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, nullptr);
+    run->late_us.push_back((NowNs() - before - 1000 * 1000) / 1000.0);
+  }
+  return nullptr;
+}
+
+int WakeLatency(long hogs, long n) {
+  std::vector<pthread_t> hs(hogs);
+  for (long i = 0; i < hogs; ++i) {
+    if (!Spawn(&hs[i], LatencyHog, nullptr, "wake_latency_p50", i)) return 1;
+  }
+  LatencyRun run{n, {}};
+  run.late_us.reserve(n);
+  pthread_t sleeper;
+  if (!Spawn(&sleeper, LatencySleeper, &run, "wake_latency_p50", hogs)) return 1;
+  pthread_join(sleeper, nullptr);
+  g_hogs_stop = true;
+  for (auto& t : hs) pthread_join(t, nullptr);
+  std::sort(run.late_us.begin(), run.late_us.end());
+  Result("wake_latency_p50", run.late_us[run.late_us.size() / 2], "us");
+  Result("wake_latency_p99", run.late_us[run.late_us.size() * 99 / 100], "us");
+  return 0;
+}
+
 int Usage() {
   fprintf(stderr,
           "usage: workloads create_join N\n"
@@ -832,7 +917,9 @@ int Usage() {
           "       workloads cond_pingpong N\n"
           "       workloads threadring N\n"
           "       workloads contended_counter T N\n"
-          "       workloads sem_pingpong N\n");
+          "       workloads sem_pingpong N\n"
+          "       workloads cpu_throughput T N\n"
+          "       workloads wake_latency H N\n");
   return 2;
 }
 
@@ -854,5 +941,9 @@ int main(int argc, char** argv) {
   if (!strcmp(cmd, "contended_counter") && argc == 4)
     return ContendedCounter(ParseCount(argv[2], "T"), ParseCount(argv[3], "N"));
   if (!strcmp(cmd, "sem_pingpong") && argc == 3) return SemPingPongRun(ParseCount(argv[2], "N"));
+  if (!strcmp(cmd, "cpu_throughput") && argc == 4)
+    return CpuThroughput(ParseCount(argv[2], "T"), ParseCount(argv[3], "N"));
+  if (!strcmp(cmd, "wake_latency") && argc == 4)
+    return WakeLatency(ParseCount(argv[2], "H"), ParseCount(argv[3], "N"));
   return Usage();
 }
