@@ -295,6 +295,16 @@ void send_tick(int tid) {
   arch::raw_syscall(SYS_rt_tgsigqueueinfo, g_pid, tid, g_signal, &info);
 }
 
+void (*g_safe_point_hook)(Fiber*) = nullptr;
+
+void set_safe_point_hook(void (*hook)(Fiber* self)) { g_safe_point_hook = hook; }
+
+void interrupt_running(Fiber* target) {
+  if (!g_enabled || state_of(target->sched_word.load(std::memory_order_acquire)) != FiberState::kRunning) return;
+  Carrier* c = __atomic_load_n(&target->carrier, __ATOMIC_RELAXED);
+  if (c && __atomic_load_n(&c->current, __ATOMIC_RELAXED) == target) send_tick(c->tid);
+}
+
 void on_tick(void* context) {
   int saved_errno = errno;
   auto* uc = static_cast<ucontext_t*>(context);
@@ -308,6 +318,10 @@ void on_tick(void* context) {
     errno = saved_errno;
     return;
   }
+  if (g_safe_point_hook) {
+    errno = saved_errno;
+    g_safe_point_hook(self);  // may unwind out of this handler (the tick handler is SA_NODEFER)
+  }
   // A spare no longer needed (handoff.cc) switches to its loop, which retires it.
   bool retire = handoff::should_retire(c);
   Fiber* next = retire ? nullptr : pick_peer_or_better(c, self->next_priority.load(std::memory_order_relaxed));
@@ -319,6 +333,12 @@ void on_tick(void* context) {
     // signal stack, not the one of the carrier we were interrupted on.
     stack_t altstack;
     if (arch::raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0) uc->uc_stack = altstack;
+    // Still at the same safe point: what became due while it waited its turn (a cancel sent to a
+    // preempted fiber finds it not running, so no tick of its own) is acted on now.
+    if (g_safe_point_hook) {
+      errno = saved_errno;
+      g_safe_point_hook(self);
+    }
   }
   sigdelset(&uc->uc_sigmask, g_signal);
   errno = saved_errno;

@@ -43,6 +43,14 @@ void on_tick(void* uc);
 // Sends a tick to the carrier with kernel thread id `tid` (rt_tgsigqueueinfo).
 void send_tick(int tid);
 
+// What the shim does for a fiber the moment a tick finds it at a safe point, before any switch:
+// act on an asynchronous cancel. The hook may not return (it unwinds the fiber's stack through
+// the signal frame, as glibc's SIGCANCEL handler does). Set once, before start().
+void set_safe_point_hook(void (*hook)(Fiber* self));
+// Ticks the carrier running `target`, if it is running, so that it reaches a safe point (and the
+// hook) within a tick even when no other fiber waits. No-op with preemption off.
+void interrupt_running(Fiber* target);
+
 // Takes a pending preemption of `self` (shim entry): yields if a fiber of at least its priority
 // is waiting on its carrier. Fiber context, no runtime lock held.
 void take_pending(Fiber* self);

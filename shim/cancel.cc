@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "sched/libc.h"
+#include "sched/preempt.h"
 #include "sched/spinlock.h"
 #include "shim/entry.h"
 
@@ -147,8 +148,12 @@ int pthread_cancel(pthread_t thread) {
       return now == state && (now->cancel.load() & shim::kCancelPending);
     });
   }
-  // glibc acts at once on itself when the type is asynchronous.
-  if (target == self && shim::async_cancel_due(before | shim::kCancelPending)) shim::act_on_cancel(state);
+  // glibc acts at once on itself when the type is asynchronous; another thread is ticked, and acts
+  // at its next preemption safe point (or shim entry), as glibc's SIGCANCEL would make it.
+  if (shim::async_cancel_due(before | shim::kCancelPending)) {
+    if (target == self) shim::act_on_cancel(state);
+    sched::preempt::interrupt_running(target);
+  }
   return 0;
 }
 

@@ -28,8 +28,10 @@
 // Asynchronous cancellation is accepted and recorded, and acted on at once where glibc acts at once
 // (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
 // calling thread), at any cancellation point, and at the entry of every interposed call
-// (ShimEntry). Cancelling a thread that runs without ever entering the shim needs preemption,
-// which is a later issue; until then such a thread is cancelled at its next entry.
+// (ShimEntry), and at a preemption safe point: pthread_cancel ticks the target's carrier if the
+// target is running, and the tick handler acts there (sched/preempt.h's safe-point hook), unwinding
+// through the signal frame as glibc's SIGCANCEL handler does. A tick that lands at an unsafe point
+// (in libc) leaves the cancel to the thread's next shim entry or safe-point tick.
 #ifndef VTHREAD_SHIM_CANCEL_H_
 #define VTHREAD_SHIM_CANCEL_H_
 

@@ -21,6 +21,7 @@
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
+#include "sched/preempt.h"
 #include "sched/spinlock.h"
 #include "shim/cancel.h"
 #include "shim/entry.h"
@@ -136,6 +137,8 @@ void reset_once_on_unwind(void* arg) {
 
 bool start_runtime(const sched::Config& config) {
   if (!sched::start(config)) return false;
+  // An asynchronous cancel acts at a preemption safe point too, not only at the next shim entry.
+  sched::preempt::set_safe_point_hook(async_cancellation_point);
   start_preemption();
   start_profiler_if_asked();
   return true;

@@ -517,6 +517,25 @@ TEST(CancelType, AsynchronousBusyThreadIsCancelled) {
   EXPECT_EQ(PTHREAD_CANCELED, JoinWithin(t));
 }
 
+// An asynchronous thread that only computes, never calling into libc or the runtime, is
+// cancelled: natively by glibc's SIGCANCEL, under vthread at a preemption safe point (1 carrier:
+// the main thread only runs again because the spinner is preempted).
+TEST(CancelType, AsynchronousThreadThatOnlyComputesIsCancelled) {
+  static std::atomic<bool> running{false};
+  static volatile unsigned long spins = 0;
+  running = false;
+  pthread_t t;
+  ASSERT_EQ(0, pthread_create(&t, nullptr, [](void*) -> void* {
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, nullptr);
+    running = true;
+    for (;;) spins = spins + 1;
+    return nullptr;
+  }, nullptr));
+  ASSERT_TRUE(PollUntil([] { return running.load(); }));
+  EXPECT_EQ(0, pthread_cancel(t));
+  EXPECT_EQ(PTHREAD_CANCELED, JoinWithin(t));
+}
+
 // ---- what acting on a cancel does ----------------------------------------------------------------
 
 TEST(Acting, CleanupHandlersRunLastPushedFirstAndPoppedOnesDoNot) {
