@@ -119,14 +119,20 @@ __thread CarrierLocal tls_carrier_local __attribute__((tls_model("initial-exec")
 ptrdiff_t g_carrier_local_offset;
 ptrdiff_t g_errno_offset;
 
-inline CarrierLocal* local_at(char* tp) { return reinterpret_cast<CarrierLocal*>(tp + g_carrier_local_offset); }
+// A constructor, and on first use: ld.so runs the constructors of the program's own libraries
+// before ours, and those may already lock mutexes (GLib's type system does), reaching current().
+// Until computed the offsets are 0, which no static TLS variable has (they lie below the TCB).
+__attribute__((constructor)) void compute_tls_offsets() {
+  g_errno_offset = reinterpret_cast<char*>(&errno) - arch::thread_pointer();
+  g_carrier_local_offset = reinterpret_cast<char*>(&tls_carrier_local) - arch::thread_pointer();
+}
+
+inline CarrierLocal* local_at(char* tp) {
+  if (__builtin_expect(g_carrier_local_offset == 0, 0)) compute_tls_offsets();
+  return reinterpret_cast<CarrierLocal*>(tp + g_carrier_local_offset);
+}
 inline CarrierLocal* carrier_local() { return local_at(arch::thread_pointer()); }
 inline int* errno_slot() { return reinterpret_cast<int*>(arch::thread_pointer() + g_errno_offset); }
-
-__attribute__((constructor)) void compute_tls_offsets() {
-  g_carrier_local_offset = reinterpret_cast<char*>(&tls_carrier_local) - arch::thread_pointer();
-  g_errno_offset = reinterpret_cast<char*>(&errno) - arch::thread_pointer();
-}
 
 std::atomic<bool> g_started{false};
 Spinlock g_start_lock;
