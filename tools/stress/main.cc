@@ -15,7 +15,6 @@
 // Exit status: 0 when every invariant held, 1 on any violation, 2 on bad usage; a run the watchdog
 // killed dies of SIGKILL after the watchdog said why.
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
