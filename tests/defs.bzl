@@ -6,8 +6,9 @@ library, VTHREAD_CARRIERS, and VTHREAD_EXPECT_FIBERS=1 (so a test knows it must 
 
   vthread_gtest(name, srcs, ...)          gtest cases, linked with //third_party:gtest_main
   vthread_program_test(name, srcs, ...)   plain C/C++ main(); passes when it exits with expect_exit
+  vthread_binary_test(name, binary, ...)  an existing cc_binary, run with args like the above
 
-Both create NAME_bin (the program), NAME_native (if native), NAME_vthread_cC for each C in carriers,
+The first two create NAME_bin (the program); all three create NAME_native (if native), NAME_vthread_cC for each C in carriers,
 and a test_suite NAME holding the variants. args, env, size, timeout and tags apply to every variant.
 """
 
@@ -19,8 +20,7 @@ _test_suite = native.test_suite
 _RUNNER = "//tests:run_test.sh"
 _LIB = "//:libvthread.so"
 
-def _variants(name, args, carriers, native, expect_exit, size, timeout, env, tags):
-    program = ":" + name + "_bin"
+def _variants(name, program, args, carriers, native, expect_exit, size, timeout, env, tags):
     runs = {}  # test name -> (preload, extra env)
     if native:
         runs[name + "_native"] = ("none", {})
@@ -63,7 +63,7 @@ def vthread_gtest(name, srcs, deps = [], copts = [], data = [], carriers = [1, 2
         testonly = True,
         tags = tags,
     )
-    _variants(name, [], carriers, native, 0, size, timeout, env, tags)
+    _variants(name, ":" + name + "_bin", [], carriers, native, 0, size, timeout, env, tags)
 
 def vthread_program_test(name, srcs, deps = [], copts = [], args = [], carriers = [1, 2], native = True, expect_exit = 0, size = "medium", timeout = None, env = {}, tags = []):
     """A C or C++ program whose exit code is the result; args are passed to it."""
@@ -76,4 +76,8 @@ def vthread_program_test(name, srcs, deps = [], copts = [], args = [], carriers 
         testonly = True,
         tags = tags,
     )
-    _variants(name, args, carriers, native, expect_exit, size, timeout, env, tags)
+    _variants(name, ":" + name + "_bin", args, carriers, native, expect_exit, size, timeout, env, tags)
+
+def vthread_binary_test(name, binary, args = [], carriers = [1, 2], native = True, expect_exit = 0, size = "medium", timeout = None, env = {}, tags = []):
+    """An existing program (a cc_binary label) whose exit code is the result; args are passed to it."""
+    _variants(name, binary, args, carriers, native, expect_exit, size, timeout, env, tags)

@@ -4,7 +4,7 @@
 // printed, whatever the numbers are.
 //
 //   bench [--lib PATH] [--carriers N] [--quick] [--only NAME...] [--repeat K] [--timeout SEC]
-//         [--workloads PATH]
+//         [--workloads PATH] [--report DIR]
 //
 // Each child runs under a timeout; a crash, non-zero exit, timeout, missing RESULT line or an
 // LD_PRELOAD that ld.so ignored shows up in the table as "FAIL <reason>" instead of a number.
@@ -35,6 +35,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tools/bench/report.h"
 
 extern char** environ;
 
@@ -513,7 +515,7 @@ std::string PadLeft(const std::string& s, size_t w) { return s.size() >= w ? s :
 void Usage(FILE* f) {
   fprintf(f,
           "usage: bench [--lib PATH] [--carriers N] [--quick] [--only NAME...] [--repeat K]\n"
-          "             [--timeout SEC] [--workloads PATH]\n"
+          "             [--timeout SEC] [--workloads PATH] [--report DIR]\n"
           "  --lib PATH        vthread library to preload (default: <workspace>/bazel-bin/libvthread.so,\n"
           "                    workspace = $BUILD_WORKSPACE_DIRECTORY under `bazel run`, else cwd)\n"
           "  --carriers N      VTHREAD_CARRIERS for the vthread runs (default: unset = library default)\n"
@@ -527,13 +529,15 @@ void Usage(FILE* f) {
           "  --timeout SEC     per-child timeout (default 120; the sync jobs mutex_* cond_pingpong\n"
           "                    threadring contended_counter sem_pingpong get 15 s with --quick, 60 s\n"
           "                    without, unless --timeout is given)\n"
-          "  --workloads PATH  workloads binary (default: next to this binary, or in its runfiles)\n");
+          "  --workloads PATH  workloads binary (default: next to this binary, or in its runfiles)\n"
+          "  --report DIR      also time real programs (compressors, sort, thread-ring, chameneos,\n"
+          "                    sysbench) and write DIR/bench.md and DIR/bench.png (gnuplot)\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string lib, workloads, carriers;
+  std::string lib, workloads, carriers, report_dir;
   bool quick = false;
   int repeat = 1;
   double timeout_sec = 120;
@@ -555,6 +559,8 @@ int main(int argc, char** argv) {
       lib = a.substr(6);
     } else if (a == "--workloads") {
       workloads = need("a path");
+    } else if (a == "--report") {
+      report_dir = need("a directory");
     } else if (a == "--carriers") {
       carriers = need("a number");
     } else if (a.rfind("--carriers=", 0) == 0) {
@@ -810,6 +816,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::vector<std::string>> table;
   table.push_back({"benchmark", "native", "vthread", "ratio", "target", "met?"});
+  std::vector<bench::ReportEntry> report;
   int targets = 0, met = 0;
   for (const Row& row : rows) {
     bool take = false;
@@ -832,6 +839,12 @@ int main(int argc, char** argv) {
     }
     if (status == "MET") met++;
     table.push_back({row.label, n.text, v.text, ratio, target, status});
+    // The same values the table shows, in the units it shows (bytes become KiB).
+    std::string unit;
+    FormatValue(0, n.ok ? n.unit : v.unit, &unit);
+    const double scale = unit == (n.ok ? n.unit : v.unit) ? 1 : 1.0 / 1024;
+    report.push_back({row.label, n.value * scale, v.value * scale, unit,
+                      have_ratio ? "" : (n.ok ? "vthread: " + v.text : "native: " + n.text)});
   }
   std::vector<size_t> width(table[0].size(), 0);
   for (auto& r : table)
@@ -891,6 +904,33 @@ int main(int argc, char** argv) {
       printf("  %s [%s]: %s%s%s\n", j->key.c_str(), what.c_str(), reason.c_str(),
              tail.empty() ? "" : "\n      stderr: ", tail.c_str());
     }
+  }
+  if (!report_dir.empty()) {
+    if (mkdir(report_dir.c_str(), 0777) != 0 && errno != EEXIST) {
+      fprintf(stderr, "bench: --report %s: %s\n", report_dir.c_str(), strerror(errno));
+      return 1;
+    }
+    bench::ProgramPaths paths;
+    paths.corpus_gen = FindInRunfiles(runfiles, "tests/compat/corpus_gen");
+    paths.thread_ring = FindInRunfiles(runfiles, "tests/compat/thread_ring");
+    paths.chameneos = FindInRunfiles(runfiles, "tests/compat/chameneos");
+    paths.scratch_dir = report_dir;
+    auto time = [&](const std::string& command, bool vthread, std::string* failed) {
+      std::vector<EnvChange> env = {{"LD_PRELOAD", vthread, lib},
+                                    {"VTHREAD_CARRIERS", vthread && !carriers.empty(), carriers}};
+      RunResult r = RunChild({"/bin/sh", "-c", command}, env, timeout_sec);
+      if (!r.fail.empty()) *failed = r.fail + (r.detail.empty() ? "" : ": " + r.detail);
+      return r.seconds;
+    };
+    std::vector<bench::ReportEntry> programs = bench::TimePrograms(paths, repeat, time);
+    report.insert(report.end(), programs.begin(), programs.end());
+    std::vector<std::string> header = {
+        Fmt("host: %ld cpus, %s %s, glibc %s", cpus, un.sysname, un.release, gnu_get_libc_version()),
+        "vthread: VTHREAD_CARRIERS=" + (carriers.empty() ? std::string("library default") : carriers) +
+            "; micro benchmarks in " + (quick ? "quick" : "full") + " mode; programs: wall time" +
+            (repeat > 1 ? ", median of " + std::to_string(repeat) + " runs" : "")};
+    if (!bench::WriteReport(report_dir, header, report)) return 1;
+    printf("\nreport: %s/bench.md, %s/bench.png\n", report_dir.c_str(), report_dir.c_str());
   }
   return 0;
 }
