@@ -731,6 +731,9 @@ void after_fork_in_child() {
   Fiber* self = current();
   pid_t tid = static_cast<pid_t>(arch::raw_syscall(SYS_gettid));
   FiberTable::keep_only_after_fork(self);
+  // Another thread may have held the forking fiber's own lock (joining, detaching or cancelling
+  // it, or lending it a priority): in the child it would stay held for good.
+  if (self) new (&self->lifecycle_lock) Spinlock();
   parking_lot::reset_after_fork();
   StackAllocator::reset_after_fork();
   tls::reset_after_fork(self ? self->tp : nullptr);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <new>
 
 #include "arch/raw_syscall.h"
 #include "sched/libc.h"
@@ -192,6 +193,15 @@ void on_signal(int sig, siginfo_t* info, void* context) {
 uint64_t tick_signal_bit() { return g_installed.load(std::memory_order_acquire) ? sig_bit(g_sig) : 0; }
 
 void tick_signal_unblocked() { release_held(); }
+
+void reset_tick_signal_after_fork() {
+  // Another thread may have been writing the disposition (odd sequence, lock held) or holding
+  // back an instance (state 1) at the fork.
+  new (&g_app_lock) sched::Spinlock();
+  g_app_seq.store(g_app_seq.load(std::memory_order_relaxed) & ~1u, std::memory_order_relaxed);
+  int busy = 1;
+  g_held_state.compare_exchange_strong(busy, 0, std::memory_order_relaxed);
+}
 
 // Called once the runtime has started, on the thread that started it (the main fiber).
 void start_preemption() {

@@ -73,6 +73,8 @@ void start_preemption();
 uint64_t tick_signal_bit();
 // A fiber stopped blocking the tick signal: delivers the program's instance held back meanwhile.
 void tick_signal_unblocked();
+// In a fork child: releases what another thread may have held of the tick signal's state.
+void reset_tick_signal_after_fork();
 
 // The kernel thread id the main fiber had before the runtime started. Identities it took then
 // (mutex ownership) stay valid after it became a fiber.

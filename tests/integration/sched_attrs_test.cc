@@ -197,13 +197,14 @@ TEST(SchedPriorityTest, HigherPriorityRunsFirstOnOneCarrier) {
     int priority;
   };
   // Ids are the expected run order.
-  // The creator runs at SCHED_FIFO 99 meanwhile: a created thread that outranked it would run at
-  // once (preemption), as on a single CPU natively.
+  // The creator runs at SCHED_FIFO 99 meanwhile, a run-queue level above every thread it creates:
+  // one that outranked it, or even matched it, could run at once (preemption), as on a single CPU
+  // natively.
   ASSERT_EQ(0, SetSched(pthread_self(), SCHED_FIFO, 99));
   const std::vector<std::pair<int, Spec>> specs = {
       {6, {true, SCHED_OTHER, 0}},
       {2, {true, SCHED_RR, 40}},
-      {0, {true, SCHED_FIFO, 99}},
+      {0, {true, SCHED_FIFO, 92}},  // the level below SCHED_FIFO 99's
       {7, {true, SCHED_OTHER, 0}},
       {4, {true, SCHED_FIFO, 1}},
       {1, {true, SCHED_FIFO, 70}},
