@@ -4,13 +4,15 @@
 #
 #   (gdb) source tools/gdb/vthread.py
 #   (gdb) vthread fibers          every thread: id, name, state, what it waits for, where
-#   (gdb) vthread bt ID           backtrace of a suspended thread (live process only)
+#   (gdb) vthread bt ID           backtrace of a suspended thread (frame pointers; live or core)
 #   (gdb) vthread bt all          every suspended thread's backtrace
 #   (gdb) vthread deadlocks       cycles of threads each waiting for a mutex the next one holds
 #
 # Works on a live process or a core file with libvthread.so's debug information (the default build
 # keeps it). A suspended fiber's registers are on its stack in the frame arch/x86_64/switch.S
-# pushes: from the saved sp, x87 CW, MXCSR, r15, r14, r13, r12, rbx, rbp, return address.
+# pushes: from the saved sp, x87 CW, MXCSR, r15, r14, r13, r12, rbx, rbp, return address. The
+# backtrace follows frame pointers from there: code built without them (Debian's libc) shows as a
+# gap or ends the walk.
 import gdb
 
 STATES = {0: "free", 1: "runnable", 2: "running", 3: "parked", 4: "exited"}
@@ -109,7 +111,7 @@ class VthreadBacktrace(gdb.Command):
                 gdb.write("\nthread %d \"%s\" %s%s\n" % (int(f["id"]), f["name"].string(), state,
                                                          " (" + _wait_reason(f) + ")" if state == "parked" else ""))
                 if state in ("parked", "runnable") and int(f["context"]["sp"]):
-                    self._backtrace_from(int(f["context"]["sp"]))
+                    self._backtrace_from(f)
                 elif state == "running":
                     gdb.write("  running on a carrier: see gdb's own 'thread apply all bt'\n")
             return
@@ -122,29 +124,45 @@ class VthreadBacktrace(gdb.Command):
                 continue
             if word & 0xFF == 2:
                 raise gdb.GdbError("thread %d is running: use gdb's own 'thread' and 'bt'" % wanted)
-            sp = int(f["context"]["sp"])
-            if sp == 0:
+            if int(f["context"]["sp"]) == 0:
                 raise gdb.GdbError("thread %d has no saved context (ucontext backend?)" % wanted)
-            self._backtrace_from(sp)
+            self._backtrace_from(f)
             return
         raise gdb.GdbError("no thread %d" % wanted)
 
     @staticmethod
-    def _backtrace_from(sp):
+    def _backtrace_from(fiber, limit=64):
+        """Walks the frame-pointer chain from the fiber's saved switch frame. Only memory is read:
+        borrowing a live thread's registers instead would cancel the system call it sleeps in (gdb
+        stops the kernel from restarting a call whose thread had its pc written), and crash it."""
         u64 = gdb.lookup_type("unsigned long").pointer()
-        frame = gdb.Value(sp).cast(u64)
-        saved = {"r15": 2, "r14": 3, "r13": 4, "r12": 5, "rbx": 6, "rbp": 7, "rip": 8}
-        names = list(saved) + ["rsp"]
-        original = {r: int(gdb.parse_and_eval("$" + r)) for r in names}
-        try:
-            for reg, slot in saved.items():
-                gdb.execute("set $%s = %d" % (reg, int(frame[slot])), to_string=True)
-            gdb.execute("set $rsp = %d" % (sp + 9 * 8), to_string=True)
-            gdb.execute("bt")
-        finally:
-            for reg in names:
-                gdb.execute("set $%s = %d" % (reg, original[reg]), to_string=True)
-            gdb.execute("select-frame 0", to_string=True)
+        sp = int(fiber["context"]["sp"])
+        lo, hi = int(fiber["stack"]["lo"]), int(fiber["stack"]["hi"])
+        if not lo:  # the main fiber runs on the process stack, whose bounds it does not record
+            lo, hi = sp, sp + (64 << 20)
+
+        def word(address):
+            return int(gdb.Value(address).cast(u64).dereference())
+
+        pc, fp = word(sp + 8 * 8), word(sp + 7 * 8)  # switch.S: ... rbp, return address
+        for depth in range(limit):
+            gdb.write("#%-3d%s\n" % (depth, _describe(pc)))
+            if not (lo <= fp < hi) or fp & 7:
+                break
+            next_fp, pc = word(fp), word(fp + 8)
+            if pc == 0 or next_fp <= fp:
+                break
+            fp = next_fp
+        gdb.write("\n")
+
+
+def _describe(pc):
+    """'0x... in function (file:line)' for a return address."""
+    where = gdb.execute("info symbol %#x" % pc, to_string=True).strip()
+    name = where.split(" + ")[0].split(" in section ")[0] if not where.startswith("No symbol") else "??"
+    line = gdb.find_pc_line(pc - 1)  # the call, not the instruction after it
+    source = " (%s:%d)" % (line.symtab.filename, line.line) if line.symtab else ""
+    return "%#x in %s%s" % (pc, name, source)
 
 
 VthreadPrefix()
