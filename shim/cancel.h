@@ -93,6 +93,24 @@ inline void async_cancellation_point(sched::Fiber* self) {
   }
 }
 
+// One park of a wait that both pthread_cancel and signal handlers end (the sleeps, the semaphore
+// waits): arms with `by_signals` (acting on a due cancel), then either raises a pending signal at
+// once or makes the park, `park()` returning true if it was interrupted. Returns true if the wait
+// was ended by a cancel or a handler: the caller tells which (a due cancel wins) and undoes what
+// it must.
+template <typename Park>
+bool park_interruptibly(sched::Fiber* self, Park park) {
+  if (arm_cancel(self, /*by_signals=*/true)) act_on_cancel(self);
+  bool interrupted = interrupting_signal_pending(self);
+  if (interrupted) {
+    sched::deliver_pending_signals(self);
+  } else {
+    interrupted = park();
+  }
+  disarm_cancel(self);
+  return interrupted;
+}
+
 }  // namespace vthread::shim
 
 #endif  // VTHREAD_SHIM_CANCEL_H_

@@ -69,15 +69,10 @@ int take(sem_t* sem, sched::Nanos deadline) {
     sched::Nanos now = sched::monotonic_now();
     if (deadline != sched::kNoDeadline && now >= deadline) return fail(ETIMEDOUT);
     sched::Nanos until = is_shared(sem) ? std::min(deadline, sched::deadline_after(now, kSharedRecheck)) : deadline;
-    if (arm_cancel(self, /*by_signals=*/true)) act_on_cancel(self);
-    bool interrupted = interrupting_signal_pending(self);
-    if (interrupted) {
-      sched::deliver_pending_signals(self);
-    } else {
-      interrupted = wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore,
-                                 until) == WaitResult::kInterrupted;
-    }
-    disarm_cancel(self);
+    bool interrupted = park_interruptibly(self, [s, until] {
+      return wait_on_word(reinterpret_cast<int*>(&s->value), 0, &s->foreign, sched::WaitReason::kSemaphore, until) ==
+             WaitResult::kInterrupted;
+    });
     if (interrupted) {
       // A cancel acts at the next lap's arm_cancel (unless a unit came); a handler ran: EINTR.
       if (try_take(s)) return 0;

@@ -38,14 +38,9 @@ bool sleeps_on_monotonic(clockid_t clock) {
 // or EINTR with *left set to the time that was left.
 int sleep_until(sched::Fiber* self, sched::Nanos deadline, sched::Nanos* left = nullptr) {
   for (sched::Nanos now; (now = sched::monotonic_now()) < deadline;) {
-    if (shim::arm_cancel(self, /*by_signals=*/true)) shim::act_on_cancel(self);
-    bool interrupted = shim::interrupting_signal_pending(self);
-    if (interrupted) {
-      sched::deliver_pending_signals(self);
-    } else {
-      interrupted = sched::park(sched::WaitReason::kSleep, deadline, nullptr, nullptr) == sched::WakeReason::kInterrupted;
-    }
-    shim::disarm_cancel(self);
+    bool interrupted = shim::park_interruptibly(self, [deadline] {
+      return sched::park(sched::WaitReason::kSleep, deadline, nullptr, nullptr) == sched::WakeReason::kInterrupted;
+    });
     if (interrupted) {
       shim::cancellation_point(self);  // a cancel wins over the signal
       if (left) *left = deadline - std::min(deadline, sched::monotonic_now());
