@@ -1,6 +1,6 @@
 // Internal to sched/: the carrier record and the functions the scheduler's files share
-// (scheduler.cc: switching, idling, stealing, start-up; timers.cc: deadlines; lifecycle.cc: spawn,
-// exit, join, detach). Nothing outside sched/ includes this.
+// (scheduler.cc: switching, idling, stealing; startup.cc: start-up and fork; timers.cc: deadlines;
+// lifecycle.cc: spawn, exit, join, detach). Nothing outside sched/ includes this.
 #ifndef VTHREAD_SCHED_CARRIER_H_
 #define VTHREAD_SCHED_CARRIER_H_
 
@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "arch/context.h"
+#include "arch/thread_pointer.h"
 #include "sched/fiber.h"
 #include "sched/run_queue.h"
 #include "sched/sched.h"
@@ -79,6 +80,23 @@ extern Carrier* g_carriers;
 extern int g_ncarriers;
 extern std::atomic<int64_t> g_live_fibers;  // fibers created and not yet exited, main included
 
+// The runtime's thread-local slot, read through the thread pointer (see scheduler.cc's "Thread-local
+// state"): always through arch::thread_pointer(), never through an address the compiler may have
+// kept from before a switch.
+struct CarrierLocal {
+  Fiber* current;
+  Carrier* carrier;
+};
+extern ptrdiff_t g_carrier_local_offset;  // of the slot from the thread pointer
+extern ptrdiff_t g_errno_offset;
+void compute_tls_offsets();
+inline CarrierLocal* local_at(char* tp) {
+  if (__builtin_expect(g_carrier_local_offset == 0, 0)) compute_tls_offsets();
+  return reinterpret_cast<CarrierLocal*>(tp + g_carrier_local_offset);
+}
+inline CarrierLocal* carrier_local() { return local_at(arch::thread_pointer()); }
+inline int* errno_slot() { return reinterpret_cast<int*>(arch::thread_pointer() + g_errno_offset); }
+
 // Prints "vthread: fatal: <what>" and aborts.
 [[noreturn]] void die(const char* what);
 
@@ -92,13 +110,15 @@ Fiber* pick_local(Carrier* c);
 // Switches from `self` to `next` (null: the carrier context); does `action` to self once saved.
 void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void*), void* arg);
 void wake_idle_carrier();
-// Starts the kernel thread of carrier `c` (spares too: handoff.cc).
-void start_carrier_thread(Carrier* c);
 bool any_work_queued();
 bool any_carrier_idle();
 // True if every carrier but `blocked` ones (in blocking calls) and dormant spares is asleep in its
 // idle list (the monitor's test before it sleeps).
 bool all_carriers_idle(int blocked);
+// The carrier context's loop: finish the last switch, find a fiber, run it; forever.
+[[noreturn]] void carrier_loop(Carrier* c);
+// In a fork child: empties the idle list and resets the locks scheduler.cc owns.
+void reset_idle_carriers_after_fork();
 // Every new fiber starts here (spawn() prepares its context with it).
 void fiber_main(void* fiber);
 // Returns a finished fiber's stack, context and record.
@@ -123,6 +143,12 @@ size_t preempted_queued();
 int preempted_top_priority();
 // The next fiber of `c`'s queue if one of at least `priority` is waiting (after firing due timers).
 Fiber* pick_peer_or_better(Carrier* c, int priority);
+
+// startup.cc
+// Starts the kernel thread of carrier `c` (spares too: handoff.cc).
+void start_carrier_thread(Carrier* c);
+// Records that the main fiber was reaped: main_fiber() will not make another.
+void forget_main_fiber();
 
 // lifecycle.cc
 // Publishes that `fiber` switched out for good; runs in finish_switch().
