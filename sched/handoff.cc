@@ -214,10 +214,16 @@ void go_dormant(Carrier* c) {
   do {
     if (active <= g_spares_wanted.load(std::memory_order_relaxed)) return;
   } while (!g_spares_active.compare_exchange_weak(active, active - 1, std::memory_order_relaxed));
-  give_away_queue(c);
   c->wake_word.store(0, std::memory_order_relaxed);
   g_spares_dormant.fetch_add(1, std::memory_order_relaxed);
-  c->dormant.store(true, std::memory_order_release);
+  {
+    // Under the queue lock: a waker that queues a fiber here (the monitor firing a timer of a
+    // fiber that last ran here) either sees `dormant` and picks carrier 0, or queued it before
+    // and give_away_queue() finds it. Before this, one queued in between stayed here for good.
+    SpinlockGuard hold(c->queue_lock);
+    c->dormant.store(true, std::memory_order_release);
+  }
+  give_away_queue(c);
   while (c->dormant.load(std::memory_order_acquire)) futex_wait(&c->wake_word, 0, nullptr);
   g_spares_dormant.fetch_sub(1, std::memory_order_relaxed);
 }

@@ -144,15 +144,23 @@ void die(const char* what) {
 
 // ---- run queues --------------------------------------------------------------------------------
 
-static void enqueue(Carrier* c, Fiber* f) {
-  {
+// Returns the carrier `f` was queued on: `c`, unless `c` is a dormant spare, which would never run
+// it (handoff.cc's go_dormant() sets `dormant` under the queue lock, then empties the queue).
+static Carrier* enqueue(Carrier* c, Fiber* f) {
+  for (;;) {
     SpinlockGuard hold(c->queue_lock);
+    if (c->dormant.load(std::memory_order_relaxed)) {
+      c = &g_carriers[0];  // never a spare
+      continue;
+    }
     c->queue.push_back(f);
     c->queued.store(c->queue.size(), std::memory_order_relaxed);
+    break;
   }
   // Pairs with the fence in idle_sleep(): either we see the idle carrier, or it sees our work.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g_idle_count.load(std::memory_order_relaxed) > 0) wake_idle_carrier();
+  return c;
 }
 
 static Fiber* dequeue(Carrier* c) {
@@ -172,9 +180,8 @@ void make_runnable(Fiber* f) {
     if (g_ncarriers > 1) c->fresh_until.store(monotonic_now() + kFreshWindow, std::memory_order_relaxed);
   } else {
     c = f->carrier ? f->carrier : &g_carriers[0];
-    if (c->dormant.load(std::memory_order_relaxed)) c = &g_carriers[0];  // a retired spare (handoff.cc)
   }
-  enqueue(c, f);
+  c = enqueue(c, f);
   preempt::on_runnable(c, f);
 }
 
