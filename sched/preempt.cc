@@ -220,9 +220,21 @@ bool code_preemptible(uintptr_t pc) {
 
 // ---- the safe-point rule -----------------------------------------------------------------------
 
+// True if the calling thread runs on its alternate signal stack (a system call: only on the rare
+// path of a deferred tick).
+bool on_signal_stack() {
+  stack_t altstack;
+  return arch::raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0 && (altstack.ss_flags & SS_ONSTACK);
+}
+
 bool at_safe_point(Fiber* self, const ucontext_t* uc, uintptr_t frame) {
   if (self->in_call) return false;
   uintptr_t sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+  // In a program's handler on its carrier's alternate signal stack (the frame holds the thread's
+  // setting, not whether it was in use): switched out there, the fiber would leave its frames on
+  // a stack the next handler on that carrier reuses, while it resumes on another carrier.
+  uintptr_t altstack = reinterpret_cast<uintptr_t>(uc->uc_stack.ss_sp);
+  if (!(uc->uc_stack.ss_flags & SS_DISABLE) && sp > altstack && sp - altstack <= uc->uc_stack.ss_size) return false;
   if (self->app_handler_sp) {
     if (sp < self->app_handler_sp) return false;
     self->app_handler_sp = 0;  // the program's handler was left by longjmp
@@ -345,8 +357,9 @@ void on_tick(void* context) {
 }
 
 void take_pending(Fiber* self) {
-  // Not from the program's handler for the tick signal: it may have interrupted libc.
-  if (self->app_handler_sp) return;
+  // Not from the program's handler for the tick signal: it may have interrupted libc. Nor from any
+  // handler on the alternate signal stack (see at_safe_point); the tick waits for a later entry.
+  if (self->app_handler_sp || on_signal_stack()) return;
   if (!self->preempt_pending.exchange(false, std::memory_order_relaxed)) return;
   Fiber* next = pick_peer_or_better(self->carrier, self->next_priority.load(std::memory_order_relaxed));
   if (!next) next = take_preempted(self->next_priority.load(std::memory_order_relaxed));

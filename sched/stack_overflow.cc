@@ -111,19 +111,22 @@ void install_handler() {
 }
 
 void give_carrier_signal_stack() {
+  // (System calls: sigaltstack is interposed, and a fiber's is virtual, shim/altstack.cc.)
   stack_t current_stack;
-  if (sigaltstack(nullptr, &current_stack) == 0 && !(current_stack.ss_flags & SS_DISABLE)) {
+  if (arch::raw_syscall(SYS_sigaltstack, nullptr, &current_stack) == 0 && !(current_stack.ss_flags & SS_DISABLE)) {
     return;  // the program's own (carrier 0 is the program's initial thread)
   }
+  // The program's handlers with SA_ONSTACK run here too, whatever stack their thread set aside
+  // for them: room for more than a report. Reserved, not committed.
   long minimum = sysconf(_SC_SIGSTKSZ);
-  size_t size = 64 * 1024;
+  size_t size = 256 * 1024;
   if (minimum > 0 && static_cast<size_t>(minimum) * 4 > size) size = static_cast<size_t>(minimum) * 4;
   void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mem == MAP_FAILED) return;  // no report then, only the plain SIGSEGV
   stack_t alt = {};
   alt.ss_sp = mem;
   alt.ss_size = size;
-  sigaltstack(&alt, nullptr);
+  arch::raw_syscall(SYS_sigaltstack, &alt, nullptr);
 }
 
 }  // namespace vthread::sched::stack_overflow

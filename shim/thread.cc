@@ -155,7 +155,11 @@ bool ensure_runtime() {
   if (main) name_main_fiber(main);
   // Now, so that pthread_cancel and the scheduling calls find every live fiber's state.
   ThreadState* state = thread_state();
-  if (main && state) adopt_main_sched(main, state);
+  if (main && state) {
+    adopt_main_sched(main, state);
+    // The main thread's alternate signal stack becomes its own, virtual one (altstack.cc).
+    state->altstack_set = arch::raw_syscall(SYS_sigaltstack, nullptr, &state->altstack) == 0;
+  }
   pthread_attr_t defaults;
   size_t default_stack = 8 << 20;
   if (pthread_getattr_default_np(&defaults) == 0) {

@@ -7,6 +7,7 @@
 #include <limits.h>  // PTHREAD_KEYS_MAX, PTHREAD_DESTRUCTOR_ITERATIONS
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <unwind.h>
 
 #include <atomic>
@@ -49,6 +50,10 @@ struct ThreadState {
   // A waiter on a priority-inheritance mutex the thread holds raised its run-queue level above
   // what its policy and priority give (mutex.cc); set under the lifecycle lock.
   bool priority_lent;
+  // The thread's alternate signal stack as sigaltstack set it (altstack.cc); until set, none (the
+  // main thread's is what it had when the runtime started).
+  stack_t altstack;
+  bool altstack_set;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the
