@@ -111,11 +111,8 @@ void install_handler() {
 }
 
 void give_carrier_signal_stack() {
-  // (System calls: sigaltstack is interposed, and a fiber's is virtual, shim/altstack.cc.)
-  stack_t current_stack;
-  if (arch::raw_syscall(SYS_sigaltstack, nullptr, &current_stack) == 0 && !(current_stack.ss_flags & SS_DISABLE)) {
-    return;  // the program's own (carrier 0 is the program's initial thread)
-  }
+  // Even on carrier 0, whose thread may have had one of the program's: that one is now the main
+  // thread's alone (shim/altstack.cc keeps it, virtually), and the program may free it.
   // The program's handlers with SA_ONSTACK run here too, whatever stack their thread set aside
   // for them: room for more than a report. Reserved, not committed.
   long minimum = sysconf(_SC_SIGSTKSZ);
@@ -126,7 +123,7 @@ void give_carrier_signal_stack() {
   stack_t alt = {};
   alt.ss_sp = mem;
   alt.ss_size = size;
-  arch::raw_syscall(SYS_sigaltstack, &alt, nullptr);
+  arch::raw_syscall(SYS_sigaltstack, &alt, nullptr);  // not sigaltstack(): interposed
 }
 
 }  // namespace vthread::sched::stack_overflow

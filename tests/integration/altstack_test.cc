@@ -228,4 +228,29 @@ TEST(Altstack, BadArgumentsGetTheKernelsErrors) {
   EXPECT_NE(ok, nullptr);
 }
 
+// Last, since it frees the main thread's: the main thread drops the stack it set before any
+// thread existed, and handlers with SA_ONSTACK still run (on a stack that is not the freed one).
+std::atomic<int> g_main_handled{0};
+
+TEST(Altstack, ZMainFreesItsOwnAndHandlersStillRun) {
+  DropAltstack(g_main_altstack.ss_sp);
+  struct sigaction action = {};
+  action.sa_handler = [](int) { g_main_handled.fetch_add(1); };
+  action.sa_flags = SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old;
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  for (int i = 0; i < 3; ++i) {
+    pthread_kill(pthread_self(), SIGUSR1);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, nullptr, [](void*) -> void* {
+      pthread_kill(pthread_self(), SIGUSR1);
+      return nullptr;
+    }, nullptr), 0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+  }
+  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
+  EXPECT_EQ(g_main_handled.load(), 6);
+}
+
 }  // namespace
