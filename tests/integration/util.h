@@ -1,9 +1,5 @@
 // Helpers shared by the integration gtests. These tests are ordinary pthread programs: they never
 // include or link vthread, and they run both natively and under LD_PRELOAD=libvthread.so.
-//
-// Synchronization rule for this round: the shim does not interpose mutexes, condition variables,
-// semaphores, barriers or rwlocks yet (a blocking pthread_mutex_lock would stall a whole carrier),
-// so the tests coordinate threads only with join, sleep/yield polling, and std::atomic.
 #ifndef VTHREAD_TESTS_INTEGRATION_UTIL_H_
 #define VTHREAD_TESTS_INTEGRATION_UTIL_H_
 
