@@ -71,6 +71,7 @@ struct alignas(64) Carrier {
   // The dispatch (`switches`) a woken fiber last cut short (preempt.cc, on_runnable): once each.
   std::atomic<uint64_t> boosted_dispatch{~uint64_t{0}};
   uint32_t picks_until_shared = 61;         // owner only: pick_local()'s countdown to its 61 rule
+  uint32_t yields_until_kernel = 64;        // owner only: yield()'s countdown to a kernel yield
   std::atomic<uint64_t> preemptions{0};     // ticks that switched the running fiber out
   std::atomic<uint64_t> ticks_deferred{0};  // ticks that found it at an unsafe point
 };

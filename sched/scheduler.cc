@@ -108,6 +108,9 @@ constexpr Nanos kFreshWindow = 5 * 1000;
 // idle process still goes quiet at once.
 constexpr Nanos kSpinBeforeSleep = 50 * 1000;
 
+// See yield().
+constexpr uint32_t kYieldsPerKernelYield = 64;
+
 
 
 Spinlock g_idle_lock;
@@ -553,9 +556,19 @@ void fiber_main(void* fiber) {
 
 Fiber* current() { return carrier_local()->current; }
 
+// A yield also offers the CPU to the rest of the system, as sched_yield does natively: to the
+// kernel when no fiber waits here (a thread spinning on sched_yield for another process, or for a
+// thread the kernel runs, must let it run), and on every kYieldsPerKernelYield-th yield, so that a
+// carrier whose fibers yield does not look to the kernel like one thread that never does. Without
+// it a fork child of such a program waited tens of milliseconds for its first timeslice.
 void yield() {
   Fiber* self = current();
-  Fiber* next = pick_local(self->carrier);
+  Carrier* c = self->carrier;
+  Fiber* next = pick_local(c);
+  if (!next || --c->yields_until_kernel == 0) {
+    c->yields_until_kernel = kYieldsPerKernelYield;
+    libc::sched_yield();
+  }
   if (next) switch_out(self, next, PostSwitch::kRequeue, nullptr, nullptr);
 }
 
