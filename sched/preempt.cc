@@ -307,9 +307,9 @@ void send_tick(int tid) {
   arch::raw_syscall(SYS_rt_tgsigqueueinfo, g_pid, tid, g_signal, &info);
 }
 
-void (*g_safe_point_hook)(Fiber*) = nullptr;
+void (*g_tick_hook)(Fiber*, bool) = nullptr;
 
-void set_safe_point_hook(void (*hook)(Fiber* self)) { g_safe_point_hook = hook; }
+void set_tick_hook(void (*hook)(Fiber* self, bool at_safe_point)) { g_tick_hook = hook; }
 
 void interrupt_running(Fiber* target) {
   if (!g_enabled || state_of(target->sched_word.load(std::memory_order_acquire)) != FiberState::kRunning) return;
@@ -325,14 +325,15 @@ void on_tick(void* context) {
   auto frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   Carrier* c = self->carrier;
   if (!at_safe_point(self, uc, frame)) {
+    if (g_tick_hook) g_tick_hook(self, false);  // may unwind, from a cancellation point's system call
     self->preempt_pending.store(true, std::memory_order_relaxed);
     c->ticks_deferred.fetch_add(1, std::memory_order_relaxed);
     errno = saved_errno;
     return;
   }
-  if (g_safe_point_hook) {
+  if (g_tick_hook) {
     errno = saved_errno;
-    g_safe_point_hook(self);  // may unwind out of this handler (the tick handler is SA_NODEFER)
+    g_tick_hook(self, true);  // may unwind out of this handler (the tick handler is SA_NODEFER)
   }
   // A spare no longer needed (handoff.cc) switches to its loop, which retires it.
   bool retire = handoff::should_retire(c);
@@ -347,9 +348,9 @@ void on_tick(void* context) {
     if (arch::raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0) uc->uc_stack = altstack;
     // Still at the same safe point: what became due while it waited its turn (a cancel sent to a
     // preempted fiber finds it not running, so no tick of its own) is acted on now.
-    if (g_safe_point_hook) {
+    if (g_tick_hook) {
       errno = saved_errno;
-      g_safe_point_hook(self);
+      g_tick_hook(self, true);
     }
   }
   sigdelset(&uc->uc_sigmask, g_signal);

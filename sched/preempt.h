@@ -43,12 +43,15 @@ void on_tick(void* uc);
 // Sends a tick to the carrier with kernel thread id `tid` (rt_tgsigqueueinfo).
 void send_tick(int tid);
 
-// What the shim does for a fiber the moment a tick finds it at a safe point, before any switch:
-// act on an asynchronous cancel. The hook may not return (it unwinds the fiber's stack through
-// the signal frame, as glibc's SIGCANCEL handler does). Set once, before start().
-void set_safe_point_hook(void (*hook)(Fiber* self));
+// What the shim does for a fiber the moment a tick finds it running, before any switch: at a safe
+// point, act on an asynchronous cancel; anywhere, act on a cancel of a thread blocked in a
+// cancellation point's system call (`at_safe_point` false). The hook may not return (it unwinds
+// the fiber's stack through the signal frame, as glibc's SIGCANCEL handler does). Set once, before
+// start().
+void set_tick_hook(void (*hook)(Fiber* self, bool at_safe_point));
 // Ticks the carrier running `target`, if it is running, so that it reaches a safe point (and the
-// hook) within a tick even when no other fiber waits. No-op with preemption off.
+// hook) within a tick even when no other fiber waits, or is interrupted in a system call. No-op
+// with preemption off.
 void interrupt_running(Fiber* target);
 
 // Takes a pending preemption of `self` (shim entry): yields if a fiber of at least its priority

@@ -2,10 +2,10 @@
 // sched::enter_blocking() and sched::exit_blocking(), so that if its carrier stays in the kernel
 // while other fibers wait, the monitor hands their work to another kernel thread
 // (sched/handoff.h). The call itself is glibc's, unchanged: same result, errno, and restart or
-// EINTR behaviour. Ticks are never sent to a carrier marked this way, so preemption adds no EINTR.
-// Those that are POSIX cancellation points act on a pending cancel first, as glibc's do; a cancel
-// does not interrupt the call once blocked (a later issue, with the netpoller that will park the
-// fiber instead of blocking the carrier).
+// EINTR behaviour. Preemption ticks are never sent to a carrier marked this way, so preemption
+// adds no EINTR. Those that are POSIX cancellation points act on a pending cancel first, as
+// glibc's do, and a pthread_cancel while blocked interrupts the call and acts (cancel.h,
+// "Blocking system calls").
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,20 +30,25 @@ namespace {
 
 using vthread::shim::ShimEntry;
 
-// RAII for the blocking mark, so every return path clears it.
+// The blocking mark, and for a cancellation point the cancellable window (cancel.h), around the
+// call; RAII so that every return path closes them. Opening the window acts on a due cancel.
 class Blocking {
  public:
-  explicit Blocking(bool fiber) : fiber_(fiber) {
+  Blocking(vthread::sched::Fiber* fiber, bool cancellation_point)
+      : fiber_(fiber), cancellable_(fiber && cancellation_point) {
+    if (cancellable_) vthread::shim::enter_cancellable_syscall(fiber_);
     if (fiber_) vthread::sched::enter_blocking();
   }
   ~Blocking() {
     if (fiber_) vthread::sched::exit_blocking();
+    if (cancellable_) vthread::shim::leave_cancellable_syscall(fiber_);
   }
   Blocking(const Blocking&) = delete;
   Blocking& operator=(const Blocking&) = delete;
 
  private:
-  bool fiber_;
+  vthread::sched::Fiber* fiber_;
+  bool cancellable_;
 };
 
 }  // namespace
@@ -54,8 +59,7 @@ class Blocking {
     static std::atomic<void*> real{nullptr};                                                       \
     auto fn = reinterpret_cast<ret(*) params>(vthread::libc::resolve_real(real, #name));           \
     ShimEntry entry(#name);                                                                        \
-    if (cancel) vthread::shim::cancellation_point(entry.fiber());                                  \
-    Blocking mark(entry.fiber() != nullptr);                                                       \
+    Blocking mark(entry.fiber(), cancel);                                                          \
     return fn args;                                                                                \
   }
 
@@ -112,8 +116,7 @@ int blocking_fcntl(std::atomic<void*>& real, const char* name, int fd, int cmd, 
   auto fn = reinterpret_cast<int (*)(int, int, ...)>(vthread::libc::resolve_real(real, name));
   if (cmd != F_SETLKW && cmd != F_OFD_SETLKW) return fn(fd, cmd, arg);
   ShimEntry entry(name);
-  vthread::shim::cancellation_point(entry.fiber());
-  Blocking mark(entry.fiber() != nullptr);
+  Blocking mark(entry.fiber(), true);
   return fn(fd, cmd, arg);
 }
 

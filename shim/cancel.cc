@@ -2,14 +2,15 @@
 // helpers the interposed cancellation points use. See cancel.h for the protocol.
 //
 // The cancellation points among the interposed calls are glibc's: the join family (not
-// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits and
-// pthread_testcancel. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
+// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits,
+// pthread_testcancel, and the blocking system calls of blocking.cc that glibc makes ones. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
 // Threads that are not fibers keep glibc's own cancellation (their calls go to glibc).
 #include "shim/cancel.h"
 
 #include <errno.h>
 #include <pthread.h>
 
+#include "sched/handoff.h"
 #include "sched/libc.h"
 #include "sched/preempt.h"
 #include "sched/spinlock.h"
@@ -90,6 +91,36 @@ void cancellation_point(sched::Fiber* self) {
   if (state && cancel_due(state->cancel.load(std::memory_order_acquire))) act_on_cancel(state);
 }
 
+void enter_cancellable_syscall(sched::Fiber* self) {
+  ThreadState* state = cancel_state_of(self);
+  if (!state) return;
+  uint32_t before = state->cancel.fetch_or(kCancelInSyscall, std::memory_order_seq_cst);
+  if (cancel_due(before)) {
+    state->cancel.fetch_and(~kCancelInSyscall, std::memory_order_relaxed);
+    act_on_cancel(state);
+  }
+}
+
+void leave_cancellable_syscall(sched::Fiber* self) {
+  if (ThreadState* state = cancel_state_of(self)) state->cancel.fetch_and(~kCancelInSyscall, std::memory_order_seq_cst);
+}
+
+void act_on_cancel_at_tick(sched::Fiber* self, bool at_safe_point) {
+  ThreadState* state = cancel_state_of(self);
+  if (!state) return;
+  uint32_t bits = state->cancel.load(std::memory_order_acquire);
+  if (at_safe_point) {
+    if (async_cancel_due(bits)) act_on_cancel(state);
+    return;
+  }
+  if (!(bits & kCancelInSyscall) || !cancel_due(bits)) return;
+  // Leaving the blocking call by unwinding: what its wrapper would undo on return, undone here.
+  state->cancel.fetch_and(~kCancelInSyscall, std::memory_order_relaxed);
+  sched::exit_blocking();
+  self->in_call = nullptr;
+  act_on_cancel(state);
+}
+
 bool arm_cancel(sched::Fiber* self, bool by_signals) {
   ThreadState* state = cancel_state_of(self);
   if (!state) return false;
@@ -149,9 +180,13 @@ int pthread_cancel(pthread_t thread) {
     });
   }
   // glibc acts at once on itself when the type is asynchronous; another thread is ticked, and acts
-  // at its next preemption safe point (or shim entry), as glibc's SIGCANCEL would make it.
-  if (shim::async_cancel_due(before | shim::kCancelPending)) {
+  // at its next preemption safe point (or shim entry), as glibc's SIGCANCEL would make it. A thread
+  // blocked in a cancellation point's system call is ticked too, and acts from within the call.
+  uint32_t after = before | shim::kCancelPending;
+  if (shim::async_cancel_due(after)) {
     if (target == self) shim::act_on_cancel(state);
+    sched::preempt::interrupt_running(target);
+  } else if ((before & shim::kCancelInSyscall) && shim::cancel_due(after)) {
     sched::preempt::interrupt_running(target);
   }
   return 0;

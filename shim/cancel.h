@@ -29,9 +29,18 @@
 // (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
 // calling thread), at any cancellation point, and at the entry of every interposed call
 // (ShimEntry), and at a preemption safe point: pthread_cancel ticks the target's carrier if the
-// target is running, and the tick handler acts there (sched/preempt.h's safe-point hook), unwinding
+// target is running, and the tick handler acts there (sched/preempt.h's tick hook), unwinding
 // through the signal frame as glibc's SIGCANCEL handler does. A tick that lands at an unsafe point
 // (in libc) leaves the cancel to the thread's next shim entry or safe-point tick.
+//
+// Blocking system calls. The blocking calls that are cancellation points (read, poll, accept, ...;
+// shim/blocking.cc) hold their carrier in the kernel. Around the call they set kCancelInSyscall,
+// glibc's asynchronous window (__pthread_enable_asynccancel): pthread_cancel, finding it set, ticks
+// the carrier, whose signal interrupts the call, and the tick hook acts on the cancel from there,
+// even in libc. Both sides use one atomic word, so either the thread sees the cancel before the
+// call or pthread_cancel sees the window. As in glibc 2.36 (2.40 closed this with
+// __syscall_cancel), a cancel that lands just as the call completes still acts, and its result
+// is lost.
 #ifndef VTHREAD_SHIM_CANCEL_H_
 #define VTHREAD_SHIM_CANCEL_H_
 
@@ -46,6 +55,7 @@ constexpr uint32_t kCancelDisabled = 1;  // PTHREAD_CANCEL_DISABLE
 constexpr uint32_t kCancelAsync = 2;     // PTHREAD_CANCEL_ASYNCHRONOUS
 constexpr uint32_t kCancelPending = 4;   // pthread_cancel was called
 constexpr uint32_t kCancelExiting = 8;   // exiting: never act (again)
+constexpr uint32_t kCancelInSyscall = 16;  // in a cancellation point's blocking system call
 
 // A pending cancel that a cancellation point acts on.
 inline bool cancel_due(uint32_t bits) {
@@ -84,6 +94,15 @@ bool interrupts_waits(int sig);
 // wait armed with `by_signals` checks this after arming and fails with EINTR if so.
 bool interrupting_signal_pending(sched::Fiber* self);
 [[noreturn]] void act_on_cancel(sched::Fiber* self);
+
+// Bracket a cancellation point's blocking system call (see "Blocking system calls"). The first
+// acts on a cancel already due, as glibc's cancellation points do on entry.
+void enter_cancellable_syscall(sched::Fiber* self);
+void leave_cancellable_syscall(sched::Fiber* self);
+
+// The tick hook (sched/preempt.h): acts on a cancel that is due for `self` right where the tick
+// found it, if that is safe.
+void act_on_cancel_at_tick(sched::Fiber* self, bool at_safe_point);
 
 // For ShimEntry: acts if an asynchronous cancel is due for `self`.
 inline void async_cancellation_point(sched::Fiber* self) {

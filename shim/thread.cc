@@ -138,7 +138,7 @@ void reset_once_on_unwind(void* arg) {
 bool start_runtime(const sched::Config& config) {
   if (!sched::start(config)) return false;
   // An asynchronous cancel acts at a preemption safe point too, not only at the next shim entry.
-  sched::preempt::set_safe_point_hook(async_cancellation_point);
+  sched::preempt::set_tick_hook(act_on_cancel_at_tick);
   start_preemption();
   start_profiler_if_asked();
   return true;
