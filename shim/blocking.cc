@@ -100,7 +100,7 @@ VTHREAD_BLOCKING(true, int, epoll_pwait,
                  (fd, events, max, timeout, mask))
 VTHREAD_BLOCKING(true, pid_t, wait, (int* status), (status))
 VTHREAD_BLOCKING(true, pid_t, waitpid, (pid_t pid, int* status, int options), (pid, status, options))
-VTHREAD_BLOCKING(false, pid_t, wait4, (pid_t pid, int* status, int options, struct rusage* usage),
+VTHREAD_BLOCKING(true, pid_t, wait4, (pid_t pid, int* status, int options, struct rusage* usage),
                  (pid, status, options, usage))
 VTHREAD_BLOCKING(false, int, flock, (int fd, int operation), (fd, operation))
 VTHREAD_BLOCKING(true, ssize_t, msgrcv, (int id, void* msg, size_t size, long type, int flags),
