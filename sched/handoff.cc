@@ -75,19 +75,20 @@ Nanos thread_cpu_time(pid_t tid) {
   return timespec_to_nanos(ts);
 }
 
-// True if /proc says thread `tid` sleeps in the kernel (S: interruptible, D: uninterruptible).
-bool sleeping_in_kernel(pid_t tid) {
+// Thread `tid`'s state letter in /proc (R running or runnable, S and D asleep in the kernel, ...),
+// or 0 if unreadable.
+char kernel_state(pid_t tid) {
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
   long fd = arch::raw_syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return 0;
   char buf[512];
   long n = arch::raw_syscall(SYS_read, fd, buf, sizeof buf - 1);
   arch::raw_syscall(SYS_close, fd);
-  if (n <= 0) return false;
+  if (n <= 0) return 0;
   buf[n] = '\0';
   const char* paren = strrchr(buf, ')');  // the name may contain anything, but not after this
-  return paren && paren[1] == ' ' && (paren[2] == 'S' || paren[2] == 'D');
+  return paren && paren[1] == ' ' ? paren[2] : 0;
 }
 
 bool work_waiting(Carrier* c) { return c->queued.load(std::memory_order_relaxed) > 0 || preempted_queued() > 0; }
@@ -106,23 +107,34 @@ void give_away_queue(Carrier* c) {
   }
 }
 
-// True if carrier `c`, running a fiber, has been stuck in the kernel for kHandoffAfter.
-bool blocked(Carrier* c, Stall* s, Nanos now) {
+// What keeps carrier `c`, running a fiber, from going on for kHandoffAfter, if anything: it is
+// stuck in the kernel (a blocking call), or its thread is runnable but the kernel runs others on
+// its CPU (a real-time thread, a busier process, nice): CPU time still and /proc saying R. The
+// second needs no spare, which would compete for the same CPUs, but the fibers queued on the
+// carrier must not wait for it: a carrier that always has work of its own never steals them.
+enum class Stalled { kNo, kInKernel, kDescheduled };
+
+Stalled stalled(Carrier* c, Stall* s, Nanos now) {
   Nanos since = c->blocking_since.load(std::memory_order_relaxed);
-  if (since) return now - since >= kHandoffAfter;
+  if (since) return now - since >= kHandoffAfter ? Stalled::kInKernel : Stalled::kNo;
   pid_t tid = __atomic_load_n(&c->tid, __ATOMIC_RELAXED);
   uint64_t switches = c->switches.load(std::memory_order_relaxed);
   if (!tid || !work_waiting(c)) {
     s->since = 0;
-    return false;
+    return Stalled::kNo;
   }
   Nanos cpu = thread_cpu_time(tid);
   if (switches != s->switches || cpu != s->cpu) {
     *s = Stall{switches, cpu, 0};
-    return false;
+    return Stalled::kNo;
   }
   if (!s->since) s->since = now;
-  return now - s->since >= kHandoffAfter && sleeping_in_kernel(tid);
+  if (now - s->since < kHandoffAfter) return Stalled::kNo;
+  switch (kernel_state(tid)) {
+    case 'S': case 'D': return Stalled::kInKernel;
+    case 'R': return Stalled::kDescheduled;
+    default: return Stalled::kNo;
+  }
 }
 
 // Wakes a dormant spare, or starts a new one if the cap allows. Returns false at the cap.
@@ -194,7 +206,12 @@ void retake(Nanos now) {
       g_stalls[i].since = 0;
       continue;
     }
-    if (!blocked(c, &g_stalls[i], now)) continue;
+    Stalled how = stalled(c, &g_stalls[i], now);
+    if (how == Stalled::kNo) continue;
+    if (how == Stalled::kDescheduled) {
+      if (c->queued.load(std::memory_order_relaxed) > 0) give_away_queue(c);
+      continue;
+    }
     ++stuck;
     if (!work_waiting(c)) continue;
     give_away_queue(c);
