@@ -9,9 +9,10 @@
 // Noticing. The shim's wrappers of blocking calls mark the carrier (enter_blocking: a timestamp, no
 // system call). Blocking no wrapper saw (an uninterposed call, a libc-internal futex) the monitor
 // infers: the same dispatch, its thread's CPU time not moving for a threshold, and
-// /proc/self/task/TID/stat saying S or D (a thread the kernel merely has not scheduled is R). Either
-// way it acts only after kHandoffAfter, and only if fibers wait (the carrier's queue or the shared
-// queue of preempted fibers), as Go retakes a P only when there is other work.
+// /proc/self/task/TID/stat saying S or D. Either way it acts only after kHandoffAfter, and only if
+// fibers wait (the carrier's queue or the shared queue of preempted fibers), as Go retakes a P only
+// when there is other work. A thread that /proc shows R there is one the kernel is not running
+// (its CPU went to others): its queue is given away too, but no spare is started for it.
 //
 // Handing off. The Carrier struct holds a queue, timers and a scheduler loop bound to its kernel
 // thread; rather than split it into Go's P and M (a deep change to every switch), the monitor moves
