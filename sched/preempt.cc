@@ -377,6 +377,9 @@ void on_runnable(Carrier* target, Fiber* f) {
   f->cpu_bound = false;
   Fiber* running = __atomic_load_n(&target->current, __ATOMIC_RELAXED);
   if (!running || !target->tid) return;
+  // Not a carrier in a blocking call the shim wraps: the tick would end a poll() or select() with
+  // EINTR, which the kernel never restarts once a handler ran. The hand-off takes care of it.
+  if (target->blocking_since.load(std::memory_order_relaxed)) return;
   // Levels as set_priority() last set them: a running fiber's `priority` is the level it was
   // queued at, which pthread_setschedparam may have changed since.
   int level = f->next_priority.load(std::memory_order_relaxed);

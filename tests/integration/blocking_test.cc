@@ -1,6 +1,7 @@
 // A thread blocked in the kernel does not hold up the others, even with one carrier: its carrier's
 // work is handed to another kernel thread. Both a blocking call the library wraps (read) and one it
 // cannot see (a raw read system call through syscall()).
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -155,3 +156,47 @@ TEST(Blocking, PreemptedHolderOfStdioLock) {
 }
 
 }  // namespace
+
+// A thread that was preempted while computing, then blocks in poll(): a thread whose sleep ends
+// meanwhile (its wake-up queued on the poller's carrier) must not interrupt the poll, which the
+// kernel never restarts once a signal handler ran. It returns when the pipe has data, as natively.
+std::atomic<int> g_poll_result{-2};
+
+void* Compute60ms(void*) {
+  int64_t until = NowNs() + 60 * vthread_test::kNsPerMs;
+  while (NowNs() < until) {
+  }
+  return nullptr;
+}
+
+void* ComputeThenPoll(void*) {
+  int64_t until = NowNs() + 50 * vthread_test::kNsPerMs;
+  while (NowNs() < until) {
+  }
+  struct pollfd pfd = {g_pipe[0], POLLIN, 0};
+  g_poll_result = poll(&pfd, 1, -1);
+  return nullptr;
+}
+
+void* SleepThenWrite(void*) {
+  usleep(200 * 1000);
+  if (write(g_pipe[1], "z", 1) != 1) abort();
+  return nullptr;
+}
+
+TEST(Blocking, PollIsNotInterruptedByAThreadWaking) {
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(pipe(g_pipe), 0);
+    g_poll_result = -2;
+    pthread_t rival, poller, waker;
+    ASSERT_EQ(pthread_create(&rival, nullptr, Compute60ms, nullptr), 0);  // so that the poller is preempted
+    ASSERT_EQ(pthread_create(&poller, nullptr, ComputeThenPoll, nullptr), 0);
+    ASSERT_EQ(pthread_create(&waker, nullptr, SleepThenWrite, nullptr), 0);
+    ASSERT_EQ(pthread_join(poller, nullptr), 0);
+    EXPECT_EQ(g_poll_result.load(), 1);
+    ASSERT_EQ(pthread_join(waker, nullptr), 0);
+    ASSERT_EQ(pthread_join(rival, nullptr), 0);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+  }
+}
