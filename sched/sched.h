@@ -55,8 +55,8 @@ struct SpawnAttributes {
 // errno value: EAGAIN when there are no resources for another fiber.
 int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, void* user_data, Fiber** out);
 
-// Lets other runnable fibers of this carrier run; with none, or now and then, also lets the
-// kernel run another thread on this CPU (sched_yield).
+// Lets other runnable fibers of this carrier run; now and then also lets the kernel run another
+// thread on this CPU (sched_yield).
 void yield();
 
 // The ticket of the park the current fiber is about to make. Wakers store it (under whatever lock

@@ -556,19 +556,19 @@ void fiber_main(void* fiber) {
 
 Fiber* current() { return carrier_local()->current; }
 
-// A yield also offers the CPU to the rest of the system, as sched_yield does natively: to the
-// kernel when no fiber waits here (a thread spinning on sched_yield for another process, or for a
-// thread the kernel runs, must let it run), and on every kYieldsPerKernelYield-th yield, so that a
-// carrier whose fibers yield does not look to the kernel like one thread that never does. Without
-// it a fork child of such a program waited tens of milliseconds for its first timeslice.
+// Every kYieldsPerKernelYield-th yield on a carrier also offers the CPU to the rest of the system,
+// as sched_yield does natively, so that a carrier whose fibers yield does not look to the kernel
+// like one thread that never does: a fork child of such a program waited tens of milliseconds for
+// its first timeslice, and a thread spinning on sched_yield for another process held its CPU.
+// Not every yield: a yield among fibers is a switch (tens of ns), the system call hundreds.
 void yield() {
   Fiber* self = current();
   Carrier* c = self->carrier;
-  Fiber* next = pick_local(c);
-  if (!next || --c->yields_until_kernel == 0) {
+  if (--c->yields_until_kernel == 0) {
     c->yields_until_kernel = kYieldsPerKernelYield;
     libc::sched_yield();
   }
+  Fiber* next = pick_local(c);
   if (next) switch_out(self, next, PostSwitch::kRequeue, nullptr, nullptr);
 }
 
