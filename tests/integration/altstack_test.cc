@@ -167,48 +167,6 @@ TEST(Altstack, ProfilingHandlersOnAlternateStacksAreNotDisturbedByOtherThreads) 
   EXPECT_GT(g_handled.load(), 20);
 }
 
-// A handler on the thread's own stack that computes for a while (a SIGVTALRM profiler's, say) is
-// a candidate for preemption; were the thread switched out there and resumed on another carrier,
-// the handler's return would install the first carrier's alternate stack on the second, and two
-// carriers would then share one: SA_ONSTACK handlers running on both at once overwrite each other.
-void ComputingHandler(int) {
-  volatile uint64_t sink = 0;
-  for (int64_t end = vthread_test::NowNs() + 3 * vthread_test::kNsPerMs; vthread_test::NowNs() < end;) sink = sink + 1;
-}
-
-void* ComputeFor(void* seconds) {
-  int64_t end = vthread_test::NowNs() + reinterpret_cast<intptr_t>(seconds) * vthread_test::kNsPerSec;
-  volatile uint64_t sink = 0;
-  while (vthread_test::NowNs() < end) sink = sink + 1;
-  return nullptr;
-}
-
-TEST(Altstack, HandlersThatComputeOnTheirThreadsStackLeaveAlternateStacksApart) {
-  struct sigaction slow = {}, onstack = {}, old_slow, old_onstack;
-  slow.sa_handler = ComputingHandler;
-  sigemptyset(&slow.sa_mask);
-  onstack.sa_handler = SlowOnstackHandler;
-  onstack.sa_flags = SA_ONSTACK | SA_RESTART;
-  sigemptyset(&onstack.sa_mask);
-  ASSERT_EQ(sigaction(SIGVTALRM, &slow, &old_slow), 0);
-  ASSERT_EQ(sigaction(SIGPROF, &onstack, &old_onstack), 0);
-  g_corrupted = 0;
-  g_handled = 0;
-  struct itimerval every_1ms = {{0, 1000}, {0, 1000}}, every_2ms = {{0, 2000}, {0, 2000}}, off = {};
-  ASSERT_EQ(setitimer(ITIMER_VIRTUAL, &every_1ms, nullptr), 0);
-  std::vector<pthread_t> threads(8);
-  for (auto& t : threads) ASSERT_EQ(pthread_create(&t, nullptr, ComputeFor, reinterpret_cast<void*>(2)), 0);
-  usleep(1000 * 1000);  // one second of handlers on the threads' stacks, then one on alternate stacks
-  ASSERT_EQ(setitimer(ITIMER_VIRTUAL, &off, nullptr), 0);
-  ASSERT_EQ(setitimer(ITIMER_PROF, &every_2ms, nullptr), 0);
-  for (auto t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
-  ASSERT_EQ(setitimer(ITIMER_PROF, &off, nullptr), 0);
-  ASSERT_EQ(sigaction(SIGVTALRM, &old_slow, nullptr), 0);
-  ASSERT_EQ(sigaction(SIGPROF, &old_onstack, nullptr), 0);
-  EXPECT_EQ(g_corrupted.load(), 0);
-  EXPECT_GT(g_handled.load(), 20);
-}
-
 // Inside a handler on the alternate stack: SS_ONSTACK is reported and changes are refused.
 std::atomic<int> g_in_handler_flags{-1};
 std::atomic<int> g_in_handler_change{-1};
