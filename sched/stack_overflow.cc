@@ -80,11 +80,7 @@ void report(const Fiber* f, uintptr_t fault) {
 }
 
 void on_segv(int sig, siginfo_t* info, void* context) {
-  int saved_errno = errno;
-  uintptr_t fault = reinterpret_cast<uintptr_t>(info->si_addr);
-  const Fiber* f = current();
-  if (overflowed(f, fault)) report(f, fault);
-  errno = saved_errno;
+  report_if_overflowed(info);
   const struct sigaction& program = g_program_action;
   if (program.sa_flags & SA_SIGINFO) {
     program.sa_sigaction(sig, info, context);
@@ -100,6 +96,17 @@ void on_segv(int sig, siginfo_t* info, void* context) {
 }
 
 }  // namespace
+
+void report_if_overflowed(const siginfo_t* info) {
+  if (info->si_code <= 0) return;  // sent by a process: si_addr means nothing
+  int saved_errno = errno;
+  uintptr_t fault = reinterpret_cast<uintptr_t>(info->si_addr);
+  const Fiber* f = current();
+  if (overflowed(f, fault)) report(f, fault);
+  errno = saved_errno;
+}
+
+const struct sigaction& program_action() { return g_program_action; }
 
 void install_handler() {
   struct sigaction action = {};

@@ -2,9 +2,10 @@
 // helpers the interposed cancellation points use. See cancel.h for the protocol.
 //
 // The cancellation points among the interposed calls are glibc's: the join family (not
-// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits and
-// pthread_testcancel. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
-// Threads that are not fibers keep glibc's own cancellation (their calls go to glibc).
+// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits, the sigwait
+// family, sigsuspend, pause and pthread_testcancel. syscall(SYS_futex, ...) is not one: glibc's
+// syscall() is a plain wrapper. Threads that are not fibers keep glibc's own cancellation (their
+// calls go to glibc).
 #include "shim/cancel.h"
 
 #include <errno.h>
@@ -103,6 +104,14 @@ bool arm_cancel(sched::Fiber* self, bool by_signals) {
     return true;
   }
   return false;
+}
+
+bool signals_end_wait(const sched::Fiber* fiber) {
+  uint64_t word = fiber->sched_word.load(std::memory_order_seq_cst);
+  if (sched::state_of(word) != sched::FiberState::kParked) return true;
+  auto* state = static_cast<ThreadState*>(fiber->user_data);
+  uint64_t mark = state ? state->cancel_park.load(std::memory_order_seq_cst) : 0;
+  return (mark & kMarkBySignals) && seq_of_mark(mark) == sched::seq_of(word);
 }
 
 void interrupt_park_for_signal(sched::Fiber* target) {

@@ -20,10 +20,11 @@
 // re-takes) is never interrupted.
 //
 // Signals use the same publication: a wait that a signal handler ends with EINTR (the sleep family,
-// the semaphore waits) arms with `by_signals`, which adds a bit to the published mark, and
-// pthread_kill ends such a park (interrupt_park_for_signal) when the thread does not block the
-// signal and its disposition is not to ignore it. After kInterrupted, a due cancel wins; otherwise
-// it was a signal, whose handler ran as the fiber resumed.
+// the semaphore waits, pause, sigsuspend) arms with `by_signals`, which adds a bit to the published
+// mark, and pthread_kill or the router of process-directed signals ends such a park
+// (interrupt_park_for_signal) when the thread does not block the signal and its disposition is not
+// to ignore it. After kInterrupted, a due cancel wins; otherwise it was a signal, whose handler ran
+// as the fiber resumed.
 //
 // Asynchronous cancellation is accepted and recorded, and acted on at once where glibc acts at once
 // (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
@@ -75,6 +76,10 @@ void disarm_cancel(sched::Fiber* self);
 // pthread_kill's half: ends the park of `target` if it is at a wait armed with `by_signals`.
 // Call after sched::post_signal, with a signal for which interrupts_waits() holds.
 void interrupt_park_for_signal(sched::Fiber* target);
+// False if `fiber` is parked at a wait that signals do not end (rwlocks, barriers, futexes,
+// pthread_once, a sigwait for other signals): a handler would wait for that wait to end.
+// Any thread, async-signal-safe.
+bool signals_end_wait(const sched::Fiber* fiber);
 
 // Whether `sig`, not blocked, ends a wait as natively: its handler runs (the wait then fails with
 // EINTR), or its default action ends the process. Not for ignored signals, nor for stop signals
