@@ -8,7 +8,8 @@
 // handler runs on that fiber's stack, in that fiber, as with a thread-directed signal; one for the
 // calling fiber is raised at once if it does not block it. One for a fiber parked in a wait that
 // signals interrupt ends the park (cancel.h has the protocol), and the handler runs as it resumes:
-// the sleeps, the semaphore waits, pause and sigsuspend then fail with EINTR, as natively.
+// the sleeps, the semaphore waits, pause and sigsuspend then fail with EINTR, as natively; mutex
+// locks, joins and condition waits go back to waiting, as glibc's do.
 //
 // Masks. pthread_sigmask and sigprocmask set the calling fiber's own mask, which the runtime
 // applies to whichever carrier runs the fiber (sched.h); unblocking a signal pending for the fiber
@@ -28,8 +29,7 @@
 // Threads glibc made itself (not fibers) get glibc's functions throughout.
 //
 // Not yet: a fiber that runs without entering the shim sees a pthread_kill only when it next does,
-// and waits on mutexes, condition variables, joins, rwlocks, barriers, pthread_once and futexes
-// run a handler only when they end.
+// and waits on rwlocks, barriers, pthread_once and futexes run a handler only when they end.
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -244,8 +244,7 @@ int pthread_kill(pthread_t thread, int sig) {
     sched::parking_lot::unpark_all(&target->pending_signals);
   } else if (!(sched::blocked_signals(target) & shim::sig_bit(sig)) && shim::interrupts_waits(sig)) {
     // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
-    // ends early, which sleeps and semaphore waits report as EINTR; handlers may be delayed by
-    // this anyway.)
+    // ends early, which sleeps and semaphore waits report as EINTR, and the others retry.)
     shim::interrupt_park_for_signal(target);
   }
   return 0;

@@ -41,11 +41,11 @@
 // unblocks it or waits for it (sched/signals.cc). A default action that ends or stops the process
 // is taken at once, on the monitor thread, as the kernel takes it when a thread accepts the signal.
 // Otherwise the fiber gets it as from pthread_kill, with its siginfo: a sigwait for it wakes; an
-// interruptible wait (the sleeps, the semaphore waits, pause, sigsuspend) ends so that the handler
-// runs as the fiber resumes; a fiber running program code or blocked in a system call is kicked on
-// its carrier's thread and runs it there at once (sched::hurry_signal); a runnable fiber runs it
-// when next dispatched. Until the fiber took the signal, the router looks at it again every monitor
-// period.
+// interruptible wait (the sleeps, the semaphore waits, pause, sigsuspend, mutex locks, joins,
+// condition waits) ends so that the handler runs as the fiber resumes; a fiber running program code
+// or blocked in a system call is kicked on its carrier's thread and runs it there at once
+// (sched::hurry_signal); a runnable fiber runs it when next dispatched. Until the fiber took the
+// signal, the router looks at it again every monitor period.
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

@@ -31,9 +31,9 @@ struct ThreadState {
   void* exit_frame;               // thread_entry's frame, where unwinding stops (null: main fiber)
   _Unwind_Exception exit_exception;       // the forced unwind in flight
   __pthread_unwind_buf_t* cleanup_chain;  // innermost C pthread_cleanup_push buffer
-  // Cancellation (cancel.h): the kCancel* bits, and the park a cancellation point is about to make
-  // or is in, as (park sequence << 1) | 1, or 0. pthread_cancel reads and writes them from other
-  // threads, hence atomics.
+  // Cancellation (cancel.h): the kCancel* bits, and the park a cancellation point (or a wait that
+  // signals end) is about to make or is in, as its sequence number and what may end it (cancel.cc),
+  // or 0. pthread_cancel and pthread_kill read and write them from other threads, hence atomics.
   std::atomic<uint32_t> cancel;
   std::atomic<uint64_t> cancel_park;
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block

@@ -1,8 +1,9 @@
 // Signals sent to the process (kill, sigqueue) reach the thread Linux picks: the main thread if it
 // does not block the signal, else a thread that does not. A thread parked in a wait that signals
 // interrupt (nanosleep, pause, sigsuspend) or blocked in read() wakes with EINTR after its handler
-// ran there, with the sender's siginfo, while other threads compute. A handler the main thread's
-// wait would hold up (a futex) still runs at once.
+// ran there, with the sender's siginfo, while other threads compute. A handler also runs at once
+// in a thread that waits for a mutex, a join or a condition variable, which then goes back to
+// waiting. A handler the main thread's wait would hold up (a futex) still runs at once.
 // (Part of the signal_test binary; the gtest main runs each test on the program's main thread.)
 #include <linux/futex.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@ std::atomic<int> g_value{0};
 std::atomic<int> g_sender{0};
 std::atomic<int64_t> g_when{0};
 std::atomic<int> g_watchdog_fired{0};
+std::atomic<bool> g_ready{false};  // a waiter is about to wait
 
 void OnUsr1(int, siginfo_t* info, void*) {
   g_identity = t_identity;
@@ -71,6 +73,7 @@ class ProcessSignalTest : public ::testing::Test {
     g_watchdog_fired = 0;
     g_identity = 0;
     g_in_main = false;
+    g_ready = false;
   }
   void TearDown() override {
     stop_ = true;
@@ -215,6 +218,100 @@ TEST_F(ProcessSignalTest, AHandlerThatWakesTheMainThreadsFutexWaitRunsAtOnce) {
   waker.join();
   EXPECT_EQ(g_calls, 1);
   EXPECT_LT(waited, 3 * kNsPerSec) << "the handler waited for the main thread's futex wait to end";
+}
+
+// Once `waiter` is about to wait for something this thread holds (`ready`), sends it SIGUSR1 and
+// gives the handler up to 3 s to run; returns how long it took.
+int64_t SignalAndWaitForTheHandler(pthread_t waiter) {
+  while (!g_ready) usleep(1000);
+  usleep(50 * 1000);  // it waits by now
+  int64_t sent = NowNs();
+  EXPECT_EQ(pthread_kill(waiter, SIGUSR1), 0);
+  while (g_calls == 0 && NowNs() - sent < 3 * kNsPerSec) usleep(1000);
+  return g_calls == 0 ? 3 * kNsPerSec : g_when - sent;
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAMutexWhichItThenTakes) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  ASSERT_EQ(pthread_mutex_lock(&mutex), 0);
+  std::atomic<bool> locked{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_mutex_lock(&mutex);
+    locked = true;
+    pthread_mutex_unlock(&mutex);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool locked_early = locked;
+  ASSERT_EQ(pthread_mutex_unlock(&mutex), 0);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the mutex";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(locked_early);
+  EXPECT_TRUE(locked);
+}
+
+std::atomic<bool> g_release{false};
+void* WaitForRelease(void*) {
+  while (!g_release) usleep(1000);
+  return reinterpret_cast<void*>(5);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadJoinsAndTheJoinCompletes) {
+  g_release = false;
+  pthread_t target;
+  ASSERT_EQ(pthread_create(&target, nullptr, WaitForRelease, nullptr), 0);
+  std::atomic<int> join_result{-1};
+  std::atomic<void*> value{nullptr};
+  std::thread joiner([&] {
+    t_identity = 9;
+    g_ready = true;
+    void* v = nullptr;
+    join_result = pthread_join(target, &v);
+    value = v;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(joiner.native_handle());
+  int result_early = join_result;
+  g_release = true;
+  joiner.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the join";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_EQ(result_early, -1);
+  EXPECT_EQ(join_result, 0);
+  EXPECT_EQ(value, reinterpret_cast<void*>(5));
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsOnAConditionThatThenSignalsIt) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  bool ready = false;  // guarded by mutex
+  std::atomic<bool> returned{false};
+  std::atomic<int> wait_result{-1};
+  std::thread waiter([&] {
+    t_identity = 9;
+    pthread_mutex_lock(&mutex);
+    g_ready = true;
+    int r = 0;
+    while (!ready && r == 0) r = pthread_cond_wait(&cond, &mutex);
+    wait_result = r;
+    returned = true;
+    pthread_mutex_unlock(&mutex);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool returned_early = returned;
+  pthread_mutex_lock(&mutex);
+  ready = true;
+  pthread_cond_signal(&cond);
+  pthread_mutex_unlock(&mutex);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the condition";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(returned_early);
+  EXPECT_EQ(wait_result, 0);
 }
 
 }  // namespace
