@@ -6,10 +6,12 @@
 // whatever kernel thread id it found there. A signal for another fiber is kept pending on it and
 // raised on its carrier when it next runs and does not block it (sched::post_signal), so the
 // handler runs on that fiber's stack, in that fiber, as with a thread-directed signal; one for the
-// calling fiber is raised at once if it does not block it. One for a fiber parked in a wait that
-// signals interrupt ends the park (cancel.h has the protocol), and the handler runs as it resumes:
-// the sleeps, the semaphore waits, pause and sigsuspend then fail with EINTR, as natively; mutex
-// locks, joins and condition waits go back to waiting, as glibc's do.
+// calling fiber is raised at once if it does not block it. One for a fiber running on another
+// carrier, in program code or a blocking system call, is raised there at once (the carrier is
+// kicked: sched::hurry_signal), interrupting the call as natively. One for a fiber parked in a wait
+// that signals interrupt ends the park (cancel.h has the protocol), and the handler runs as it
+// resumes: the sleeps, the semaphore waits, pause and sigsuspend then fail with EINTR, as natively;
+// mutex locks, joins and condition waits go back to waiting, as glibc's do.
 //
 // Masks. pthread_sigmask and sigprocmask set the calling fiber's own mask, which the runtime
 // applies to whichever carrier runs the fiber (sched.h); unblocking a signal pending for the fiber
@@ -28,8 +30,7 @@
 //
 // Threads glibc made itself (not fibers) get glibc's functions throughout.
 //
-// Not yet: a fiber that runs without entering the shim sees a pthread_kill only when it next does,
-// and waits on rwlocks, barriers, pthread_once and futexes run a handler only when they end.
+// Not yet: waits on rwlocks, barriers, pthread_once and futexes run a handler only when they end.
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -242,10 +243,11 @@ int pthread_kill(pthread_t thread, int sig) {
     sched::deliver_pending_signals(target);  // at once, unless blocked
   } else if (target->sigwait_set.load(std::memory_order_seq_cst) & shim::sig_bit(sig)) {
     sched::parking_lot::unpark_all(&target->pending_signals);
-  } else if (!(sched::blocked_signals(target) & shim::sig_bit(sig)) && shim::interrupts_waits(sig)) {
+  } else if (!(sched::blocked_signals(target) & shim::sig_bit(sig))) {
     // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
     // ends early, which sleeps and semaphore waits report as EINTR, and the others retry.)
-    shim::interrupt_park_for_signal(target);
+    if (shim::interrupts_waits(sig)) shim::interrupt_park_for_signal(target);
+    sched::hurry_signal(target, sig);  // running elsewhere: its carrier is kicked
   }
   return 0;
 }

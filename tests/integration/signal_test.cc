@@ -1,5 +1,6 @@
-// pthread_kill: the handler runs in the target thread (its pthread_self and thread-locals), error
-// codes are glibc's, and signalling oneself or raise() runs the handler before returning.
+// pthread_kill: the handler runs in the target thread (its pthread_self and thread-locals), also
+// one that only computes, error codes are glibc's, and signalling oneself or raise() runs the
+// handler before returning.
 // Signal masks are per thread: set by one thread, not seen by others, inherited at create, and a
 // blocked signal waits until the thread unblocks it. sigwait/sigtimedwait take signals sent to
 // the thread, time out, and validate their timeout. A handler ends a sleep, a semaphore wait,
@@ -79,6 +80,35 @@ TEST_F(SignalTest, HandlerRunsInTheTargetThread) {
   EXPECT_TRUE(g_handler_self_matches.load());
   target.stop = true;
   ASSERT_EQ(pthread_join(thread, nullptr), 0);
+}
+
+std::atomic<bool> g_spin_until_handled{false};
+void OnUsr1StopSpinning(int) {
+  g_handled_identity = t_identity;
+  g_spin_until_handled = false;
+}
+
+// The target never calls into the library: the handler must still reach it (natively the kernel
+// interrupts it wherever it runs).
+TEST_F(SignalTest, HandlerReachesAThreadThatOnlyComputes) {
+  struct sigaction action = {};
+  action.sa_handler = OnUsr1StopSpinning;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, nullptr), 0);
+  g_spin_until_handled = true;
+  std::atomic<bool> ready{false};
+  std::thread spinner([&] {
+    t_identity = 31;
+    ready = true;
+    while (g_spin_until_handled.load(std::memory_order_relaxed)) {
+    }
+  });
+  while (!ready) sched_yield();
+  int64_t start = NowNs();
+  ASSERT_EQ(pthread_kill(spinner.native_handle(), SIGUSR1), 0);
+  spinner.join();
+  EXPECT_LT(NowNs() - start, kNsPerSec);
+  EXPECT_EQ(g_handled_identity, 31);
 }
 
 TEST_F(SignalTest, SignallingYourselfRunsTheHandlerBeforeReturning) {
