@@ -212,8 +212,9 @@ bool interrupts_waits(int sig) {
 }
 
 bool interrupting_signal_pending(sched::Fiber* self) {
-  uint64_t pending = self->pending_signals.load(std::memory_order_seq_cst) & ~sched::blocked_signals(self) &
-                     ~self->sigwait_set.load(std::memory_order_relaxed);
+  uint64_t pending = self->pending_signals.load(std::memory_order_seq_cst);
+  if (!pending) return false;  // every wait asks: the usual answer costs one load
+  pending &= ~sched::blocked_signals(self) & ~self->sigwait_set.load(std::memory_order_relaxed);
   for (int sig = 1; pending; ++sig, pending >>= 1) {
     if ((pending & 1) && interrupts_waits(sig)) return true;
   }
