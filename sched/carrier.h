@@ -40,6 +40,10 @@ struct alignas(64) Carrier {
   char* loop_tp = nullptr;                  // the carrier context's TCB (per-fiber TLS only)
   Fiber* current = nullptr;
   uint64_t applied_sigmask = 0;             // this thread's kernel signal mask, as last set
+  // Signals (signals.cc): the signal being raised here for the running fiber (0: none), and those
+  // this thread was sent kicks of, drained if a fiber that blocks them runs here next.
+  std::atomic<int> delivering{0};
+  std::atomic<uint64_t> kicked_signals{0};
   // A fiber woken here by this carrier is left to it until then (see steal()).
   std::atomic<Nanos> fresh_until{0};
 
@@ -150,6 +154,26 @@ Fiber* pick_peer_or_better(Carrier* c, int priority);
 void start_carrier_thread(Carrier* c);
 // Records that the main fiber was reaped: main_fiber() will not make another.
 void forget_main_fiber();
+
+// Applies the fiber's signal mask to the carrier running it (one system call).
+void apply_signal_mask(Fiber* self);
+
+// signals.cc
+// On a switch to `self` when kicks were sent to carrier `c`: takes back those `self` blocks, which
+// would otherwise stay pending on the thread.
+void drain_kicks(Carrier* c, Fiber* self);
+// The monitor thread's part (signals.cc): at its start, blocks every signal; every period, takes
+// from the kernel the process's pending signals that some fiber accepts and runs the router when
+// asked. It leaves those signals unblocked while it sleeps, and does not sleep while
+// signal_routing_wanted().
+void enter_monitor_signals();
+void monitor_signal_period();
+void open_monitor_signals();
+void block_monitor_signals();
+bool signal_routing_wanted();
+// A fiber exits: its mask no longer counts, and what it was given for the process and had not
+// taken goes back to the process.
+void exit_signals(Fiber* self);
 
 // lifecycle.cc
 // Publishes that `fiber` switched out for good; runs in finish_switch().

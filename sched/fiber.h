@@ -51,7 +51,7 @@ enum class WaitReason : uint8_t {
   kBarrier,     // pthread_barrier_wait
   kSemaphore,   // sem_wait and its timed variants
   kFutex,       // syscall(SYS_futex, FUTEX_WAIT...) from the program
-  kSignal,      // sigwait / sigwaitinfo / sigtimedwait
+  kSignal,      // sigwait / sigwaitinfo / sigtimedwait / sigsuspend / pause
   kTestPark,    // unit tests of the parking primitive
 };
 const char* wait_reason_name(WaitReason reason);
@@ -115,14 +115,17 @@ struct Fiber {
   void* entry_arg;
   void* user_data;                      // owned by the layer above (the shim's per-thread state)
   const char* in_call;                  // the interposed function the fiber is inside, for dumps
-  // Signals sent to this fiber (pthread_kill), bit sig-1, raised on its carrier when it next runs
-  // and does not block them.
+  // Signals sent to this fiber (pthread_kill, or given to it for the process), bit sig-1, raised
+  // on its carrier when it next runs and does not block them (sched/signals.cc).
   std::atomic<uint64_t> pending_signals;
   // The thread's signal mask (bit sig-1): the kernel mask of whichever carrier runs it. Only the
   // fiber itself changes it.
   uint64_t sigmask;
   // While it waits in sigwait and friends: the signals it waits for, which are taken, not raised.
   std::atomic<uint64_t> sigwait_set;
+  // While set_signal_mask() changes its carrier's mask: a process-directed signal the kernel
+  // delivers as the call returns is the fiber's to handle there (sched/signals.cc).
+  bool unmasking;
 
   // Time on a carrier, in TSC ticks (cpu_time.h): (total << 1) while it is not running, and
   // ((dispatch tick - total) << 1) | 1 while it is, so any thread can read it with one load.

@@ -76,6 +76,9 @@ sighandler_t signal(int sig, sighandler_t handler);
 int sigprocmask(int how, const sigset_t* set, sigset_t* old_set);
 int pthread_sigmask(int how, const sigset_t* set, sigset_t* old_set);
 int sigtimedwait(const sigset_t* set, siginfo_t* info, const struct timespec* timeout);
+int sigsuspend(const sigset_t* mask);
+int pause();
+int sigpending(sigset_t* set);
 // The real `name`, resolved once into `slot` (fatal if glibc lacks it): for wrappers that a macro
 // generates in bulk (shim/blocking.cc).
 void* resolve_real(std::atomic<void*>& slot, const char* name);

@@ -66,6 +66,7 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
   f->carrier = creator ? creator->carrier : &g_carriers[0];
   // As pthread_create: the new thread starts with its creator's signal mask.
   f->sigmask = creator ? creator->sigmask : kernel_signal_mask();
+  count_signal_mask(f);
   g_live_fibers.fetch_add(1, std::memory_order_relaxed);
   *out = f;
   make_runnable(f);
@@ -74,6 +75,7 @@ int spawn(const SpawnAttributes& attributes, void (*entry)(void*), void* arg, vo
 
 void exit_current(void* result, void (*if_last)()) {
   Fiber* self = current();
+  exit_signals(self);
   if (g_live_fibers.fetch_sub(1, std::memory_order_acq_rel) == 1 && if_last) if_last();
   self->result = result;
   switch_out(self, pick_local(self->carrier), PostSwitch::kExit, nullptr, nullptr);

@@ -1,9 +1,10 @@
 // The monitor: Go's sysmon, reduced to what preemption needs.
 //
-// One kernel thread made with the real pthread_create. It is not a carrier, runs no fibers, blocks
-// every signal (the program's process-directed signals must reach a carrier, where its handler runs
-// in a fiber), and takes no runtime lock except try_locks on run queues and the timer heaps' locks
-// that fire_all_due_timers() takes. Every period it
+// One kernel thread made with the real pthread_create. It is not a carrier and runs no fibers, and
+// it blocks every signal but while it sleeps (signals.cc). Its own work takes no runtime lock
+// except try_locks on run queues and the timer heaps' locks that fire_all_due_timers() takes, but
+// the router of process-directed signals it runs (the shim's) may take a fiber's locks to end its
+// park. Every period it
 //   - reads, per carrier, the running fiber and the dispatch counter (`switches`, which dispatch
 //     keeps anyway), and remembers the carrier thread's CPU time when it first saw each (fiber,
 //     counter) pair: the same pair seen over a quantum of CPU time means one dispatch has run at
@@ -14,7 +15,9 @@
 //     carriers fire everyone's, and with every carrier in a long dispatch a sleeper would otherwise
 //     wait for the next preemption (it sleeps until the earliest timer if that comes first);
 //   - hands the queues of carriers blocked in the kernel to others and to spares (handoff.cc);
-//   - rebuilds preempt.cc's map of non-preemptible code when a tick found unknown code.
+//   - rebuilds preempt.cc's map of non-preemptible code when a tick found unknown code;
+//   - takes from the kernel the process-directed signals that every running fiber blocks and a
+//     parked one accepts, and runs the router of process-directed signals when asked (signals.cc).
 // A tick that lands at an unsafe point is simply re-sent next period.
 //
 // CPU time, not wall time: on a loaded machine the kernel deschedules carriers mid-slice, and
@@ -155,16 +158,17 @@ void sleep_until_busy() {
   g_wake_word.store(0, std::memory_order_relaxed);
   g_asleep.store(true, std::memory_order_seq_cst);
   int blocked;
-  if (quiet(&blocked)) {
+  if (quiet(&blocked) && !signal_routing_wanted()) {
     struct timespec recheck = nanos_to_timespec(kBlockedRecheck);
+    open_monitor_signals();  // a signal for a parked fiber wakes it
     futex_wait(&g_wake_word, 0, blocked ? &recheck : nullptr);
+    block_monitor_signals();
   }
   g_asleep.store(false, std::memory_order_relaxed);
 }
 
 void* monitor_main(void*) {
-  uint64_t all = ~uint64_t{0};
-  arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, nullptr, sizeof all);
+  enter_monitor_signals();
   // Its lateness is the fibers' slice error (see above), and it runs microseconds per period: ask
   // the kernel to run it promptly. Only a privileged process may lower its nice value; otherwise
   // it keeps the default and relies on cpu_debt.
@@ -175,9 +179,10 @@ void* monitor_main(void*) {
     bool running = scan();
     handoff::retake(monotonic_now());
     preempt::refresh_code_map_if_stale();
+    monitor_signal_period();
     quiet_periods = running ? 0 : quiet_periods + 1;
     int blocked;
-    if (quiet_periods >= kQuietPeriodsBeforeSleep && quiet(&blocked)) {
+    if (quiet_periods >= kQuietPeriodsBeforeSleep && quiet(&blocked) && !signal_routing_wanted()) {
       sleep_until_busy();
       quiet_periods = 0;
     } else {

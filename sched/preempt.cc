@@ -249,7 +249,12 @@ void switch_away(Fiber* self, Fiber* next) {
   self->cpu_bound = true;
   self->quantum_cut = !self->carrier->quantum_over.exchange(false, std::memory_order_relaxed);
   self->carrier->preemptions.fetch_add(1, std::memory_order_relaxed);
+  // The switch is the runtime's code, which a signal's handler must not interrupt (sched.h's
+  // takes_signals_now); dumps show the fiber as preempted meanwhile.
+  const char* outer = self->in_call;
+  self->in_call = "(preempted)";
   switch_out(self, next, PostSwitch::kPreempted, nullptr, nullptr);
+  self->in_call = outer;
 }
 
 }  // namespace

@@ -131,24 +131,84 @@ void measure_cpu_time();
 // carrier; never decreases.
 Nanos cpu_time(const Fiber* fiber);
 
-// Signals. Each fiber has its own signal mask (Fiber::sigmask), which is what the kernel applies
-// on the carrier while that fiber runs: a switch between fibers with different masks changes the
-// carrier's (one system call; fibers with the same mask switch without any).
+// Signals (signals.cc). Each fiber has its own signal mask (Fiber::sigmask), which is what the
+// kernel applies on the carrier while that fiber runs: a switch between fibers with different masks
+// changes the carrier's (one system call; fibers with the same mask switch without any). Functions
+// marked async-signal-safe use atomics and system calls only.
 //
-// Makes signal `sig` (1..64) pending for `target`. It is raised on the carrier that runs the
-// target when the target next returns from a switch or enters the shim and does not block it, so
-// its handler runs on the target's stack as a thread-directed signal would. The target's park is
-// not ended by it.
-void post_signal(Fiber* target, int sig);
+// Makes signal `sig` (1..64) pending for `target`, with `info` as the siginfo it is raised with
+// (nullptr: as by tgkill). It is raised on the carrier that runs the target when the target next
+// returns from a switch or enters the shim and does not block it, so its handler runs on the
+// target's stack as a thread-directed signal would. The target's park is not ended by it.
+// Async-signal-safe.
+void post_signal(Fiber* target, int sig, const siginfo_t* info = nullptr);
 // Raises the calling fiber's pending signals that it does not block, on its carrier.
 void deliver_pending_signals(Fiber* self);
-// Sets the calling fiber's signal mask (bit sig-1), applies it to its carrier, and raises the
-// pending signals it unblocks before returning, as sigprocmask does.
+// Raises `sig` on the calling fiber's carrier, with `info` if its si_signo is set, else as by
+// tgkill (sigwait: the fiber blocks it, so it stays pending on the carrier for sigtimedwait).
+void raise_signal(Fiber* self, int sig, const siginfo_t* info);
+// Sets the calling fiber's signal mask (bit sig-1) as the program sees it, applies it to its
+// carrier (all but the tick signal: Fiber::app_blocks_tick), and raises the pending signals it
+// unblocks, its own and the process's, before returning, as sigprocmask does.
 void set_signal_mask(Fiber* self, uint64_t mask);
+// Sets the signals the calling fiber waits for in sigwait (Fiber::sigwait_set).
+void set_sigwait_set(Fiber* self, uint64_t wanted);
+// Counts the mask of a fiber the runtime did not spawn (the main fiber, when the shim takes over
+// signals) among those that decide which signals the monitor takes (signals.cc).
+void count_signal_mask(Fiber* fiber);
+// The signals `fiber` blocks: its mask, and the tick signal if the program blocked it
+// (Fiber::app_blocks_tick). Any thread may ask about any fiber. Async-signal-safe.
+uint64_t blocked_signals(const Fiber* fiber);
 // The calling kernel thread's signal mask, from the kernel.
 uint64_t kernel_signal_mask();
-// Takes the lowest-numbered signal of `wanted` pending for `self`; 0 if none is.
-int take_pending_signal(Fiber* self, uint64_t wanted);
+// Takes the lowest-numbered signal of `wanted` pending for `self`, or for the process; 0 if none.
+// *info gets the siginfo its sender gave, or si_signo 0 if none was kept.
+int take_pending_signal(Fiber* self, uint64_t wanted, siginfo_t* info);
+
+// Process-directed signals. The runtime's handler (the shim's) gives one to the fiber it
+// interrupted when that is where it belongs; otherwise it holds it for the process here, and a
+// router the shim registers gives it to a fiber, on the monitor thread, outside any handler.
+//
+// Holds `sig` with `info` pending for the process and asks for routing; an instance pending for
+// the process already, or given to a fiber that has not taken it yet, absorbs it (standard signals
+// do not queue). Async-signal-safe.
+void hold_signal_for_process(int sig, const siginfo_t* info);
+uint64_t process_pending_signals();
+// Makes the process's pending `sig` `target`'s (post_signal, with its siginfo). False if no
+// longer pending: a fiber took it meanwhile.
+bool give_process_signal(int sig, Fiber* target);
+// Takes the process's pending `sig` for the caller to act on itself; false if no longer pending.
+bool take_process_signal(int sig);
+// True if `sig` is the signal the runtime is raising on `self`'s carrier for `self` (the note is
+// consumed). Async-signal-safe.
+bool take_delivering_mark(Fiber* self, int sig);
+// True if `fiber` is running program code, is in a blocking system call the shim wraps, or is
+// changing its mask (set_signal_mask): a handler may run there at once (not inside the runtime,
+// nor on the way to a park, which a handler would not end). Async-signal-safe.
+bool takes_signals_now(const Fiber* fiber);
+// If `target`, which has `sig` pending, takes signals now on a carrier, sends that carrier's thread
+// a kick (see signals.cc), which makes the target raise its pending signals there at once,
+// interrupting a system call as for a thread. Returns false if it did not: the signal stays
+// pending until the target's next switch or shim entry.
+bool hurry_signal(Fiber* target, int sig);
+// For the runtime's handler: true if `info` is a kick (`self`, the fiber running here or nullptr,
+// then raised its pending signals if it takes signals now). Async-signal-safe.
+bool take_kick(Fiber* self, const siginfo_t* info);
+// True if `info` is a kick (sigwait must not report one).
+bool is_kick(const siginfo_t* info);
+// True on a carrier thread (in any context) or the monitor: threads that are not the program's.
+// Async-signal-safe.
+bool on_runtime_thread();
+// The router: called on the monitor thread after request_signal_routing(), and every monitor
+// period while it returns true. Set once.
+void set_signal_router(bool (*route)());
+// Asks for the router to run soon. Async-signal-safe.
+void request_signal_routing();
+// The signals the runtime's handler is installed for. The monitor takes one that every running
+// fiber blocks from the kernel for a parked fiber that accepts it (signals.cc).
+void set_routed_signals(uint64_t mask);
+// In a fork child: no signal is pending for the child or its one fiber (POSIX).
+void reset_signals_after_fork();
 
 // In the child of a fork(), before anything else runs there: the runtime keeps only the thread
 // that forked (if it is a fiber, it goes on as the only fiber, on carrier 0), drops every other

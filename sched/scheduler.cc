@@ -243,20 +243,23 @@ static void dispatch(Carrier* c, Fiber* next) {
   }
 }
 
-// Held while TCBs are freed and while after_dlopen() visits them all.
-static void apply_signal_mask(Fiber* self) {
+void apply_signal_mask(Fiber* self) {
   uint64_t mask = self->sigmask;
   arch::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, sizeof mask);
   self->carrier->applied_sigmask = mask;
 }
 
-// The signal state a fiber takes back onto the carrier it resumes on: its mask, then whatever was
-// sent to it meanwhile.
+// The signal state a fiber takes back onto the carrier it resumes on: its mask, kicks sent to this
+// carrier for a fiber before it that the mask would leave stuck here (signals.cc), then whatever
+// was sent to it meanwhile.
 static inline void resume_signals(Fiber* self) {
-  if (__builtin_expect(self->sigmask != self->carrier->applied_sigmask, 0)) apply_signal_mask(self);
+  Carrier* c = self->carrier;
+  if (__builtin_expect(self->sigmask != c->applied_sigmask, 0)) apply_signal_mask(self);
+  if (__builtin_expect(c->kicked_signals.load(std::memory_order_relaxed) != 0, 0)) drain_kicks(c, self);
   if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
 }
 
+// Held while TCBs are freed and while after_dlopen() visits them all.
 static Spinlock g_tcb_free_lock;
 
 // Returns an exited fiber's stack (with its TCB) to the pool, or frees both.
@@ -333,49 +336,6 @@ void switch_out(Fiber* self, Fiber* next, PostSwitch action, void (*commit)(void
   finish_switch(self->carrier);
   if (!self->tp) *errno_slot() = saved_errno;
   resume_signals(self);
-}
-
-void post_signal(Fiber* target, int sig) {
-  target->pending_signals.fetch_or(uint64_t{1} << (sig - 1), std::memory_order_release);
-}
-
-void deliver_pending_signals(Fiber* self) {
-  // Blocked ones, and those a sigwait is waiting for, stay pending.
-  uint64_t held = self->sigmask | self->sigwait_set.load(std::memory_order_relaxed);
-  uint64_t pending = self->pending_signals.fetch_and(held, std::memory_order_acquire) & ~held;
-  if (!pending) return;
-  int saved_errno = errno;
-  long pid = arch::raw_syscall(SYS_getpid);
-  for (int sig = 1; pending; ++sig, pending >>= 1) {
-    // Directed at this kernel thread, which runs us: the kernel runs the handler on our stack
-    // before the system call returns (unless the carrier blocks it: then whichever fiber runs
-    // here when it is unblocked).
-    if (pending & 1) arch::raw_syscall(SYS_tgkill, pid, self->carrier->tid, sig);
-  }
-  errno = saved_errno;
-}
-
-uint64_t kernel_signal_mask() {
-  uint64_t mask = 0;
-  arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &mask, sizeof mask);
-  return mask;
-}
-
-void set_signal_mask(Fiber* self, uint64_t mask) {
-  self->sigmask = mask;
-  apply_signal_mask(self);
-  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
-}
-
-int take_pending_signal(Fiber* self, uint64_t wanted) {
-  uint64_t pending = self->pending_signals.load(std::memory_order_acquire);
-  while (pending & wanted) {
-    uint64_t bit = pending & wanted & -(pending & wanted);
-    if (self->pending_signals.compare_exchange_weak(pending, pending & ~bit, std::memory_order_acq_rel)) {
-      return __builtin_ctzll(bit) + 1;
-    }
-  }
-  return 0;
 }
 
 // ---- carriers ----------------------------------------------------------------------------------

@@ -80,11 +80,7 @@ void report(const Fiber* f, uintptr_t fault) {
 }
 
 void on_segv(int sig, siginfo_t* info, void* context) {
-  int saved_errno = errno;
-  uintptr_t fault = reinterpret_cast<uintptr_t>(info->si_addr);
-  const Fiber* f = current();
-  if (overflowed(f, fault)) report(f, fault);
-  errno = saved_errno;
+  report_if_overflowed(info);
   const struct sigaction& program = g_program_action;
   if (program.sa_flags & SA_SIGINFO) {
     program.sa_sigaction(sig, info, context);
@@ -101,6 +97,17 @@ void on_segv(int sig, siginfo_t* info, void* context) {
 
 }  // namespace
 
+void report_if_overflowed(const siginfo_t* info) {
+  if (info->si_code <= 0) return;  // sent by a process: si_addr means nothing
+  int saved_errno = errno;
+  uintptr_t fault = reinterpret_cast<uintptr_t>(info->si_addr);
+  const Fiber* f = current();
+  if (overflowed(f, fault)) report(f, fault);
+  errno = saved_errno;
+}
+
+const struct sigaction& program_action() { return g_program_action; }
+
 void install_handler() {
   struct sigaction action = {};
   action.sa_sigaction = on_segv;
@@ -113,8 +120,8 @@ void install_handler() {
 void give_carrier_signal_stack() {
   // Even on carrier 0, whose thread may have had one of the program's: that one is now the main
   // thread's alone (shim/altstack.cc keeps it, virtually), and the program may free it.
-  // The program's handlers with SA_ONSTACK run here too, whatever stack their thread set aside
-  // for them: room for more than a report. Reserved, not committed.
+  // The program's SIGSEGV handler runs here too, after the report, whatever stack its thread set
+  // aside (shim/sigaction.cc): room for more than a report. Reserved, not committed.
   long minimum = sysconf(_SC_SIGSTKSZ);
   size_t size = 256 * 1024;
   if (minimum > 0 && static_cast<size_t>(minimum) * 4 > size) size = static_cast<size_t>(minimum) * 4;

@@ -2,8 +2,9 @@
 // helpers the interposed cancellation points use. See cancel.h for the protocol.
 //
 // The cancellation points among the interposed calls are glibc's: the join family (not
-// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits,
-// pthread_testcancel, and the blocking system calls of blocking.cc that glibc makes ones. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
+// pthread_tryjoin_np), the sleep family, the condition waits, the semaphore waits, the sigwait
+// family, sigsuspend, pause, pthread_testcancel, and the blocking system calls of blocking.cc that
+// glibc makes ones. syscall(SYS_futex, ...) is not one: glibc's syscall() is a plain wrapper.
 // Threads that are not fibers keep glibc's own cancellation (their calls go to glibc).
 #include "shim/cancel.h"
 
@@ -23,14 +24,15 @@ ThreadState* cancel_state_of(sched::Fiber* fiber) {
   return fiber ? static_cast<ThreadState*>(fiber->user_data) : nullptr;
 }
 
-// The published park (ThreadState::cancel_park): its sequence number, whether signals end it too,
-// and a low bit so that 0 means "none".
+// The published park (ThreadState::cancel_park): its sequence number, whether pthread_cancel and
+// signals end it, and a low bit so that 0 means "none".
 constexpr uint64_t kMarkSet = 1;
 constexpr uint64_t kMarkBySignals = 2;
-constexpr uint64_t park_mark(uint32_t seq, bool by_signals) {
-  return (uint64_t{seq} << 2) | (by_signals ? kMarkBySignals : 0) | kMarkSet;
+constexpr uint64_t kMarkByCancel = 4;
+constexpr uint64_t park_mark(uint32_t seq, bool by_cancel, bool by_signals) {
+  return (uint64_t{seq} << 3) | (by_cancel ? kMarkByCancel : 0) | (by_signals ? kMarkBySignals : 0) | kMarkSet;
 }
-constexpr uint32_t seq_of_mark(uint64_t mark) { return static_cast<uint32_t>(mark >> 2); }
+constexpr uint32_t seq_of_mark(uint64_t mark) { return static_cast<uint32_t>(mark >> 3); }
 
 // The interrupter's half of the protocol in cancel.h, once the request (a pending cancel or
 // signal) is published: if `target` is at a wait whose mark has all of `required` bits, end the
@@ -124,16 +126,30 @@ void act_on_cancel_at_tick(sched::Fiber* self, bool at_safe_point) {
 bool arm_cancel(sched::Fiber* self, bool by_signals) {
   ThreadState* state = cancel_state_of(self);
   if (!state) return false;
-  // Only this thread changes `disabled` and `exiting`; pthread_cancel never interrupts a thread
-  // that has cancellation disabled, so such a park needs a mark only for signals.
+  // Only this thread changes `disabled` and `exiting`; a park with cancellation disabled needs a
+  // mark only for signals.
   bool cancellable = !(state->cancel.load(std::memory_order_relaxed) & (kCancelDisabled | kCancelExiting));
   if (!cancellable && !by_signals) return false;
-  state->cancel_park.store(park_mark(sched::park_ticket().seq, by_signals), std::memory_order_seq_cst);
+  state->cancel_park.store(park_mark(sched::park_ticket().seq, cancellable, by_signals), std::memory_order_seq_cst);
   if (cancellable && (state->cancel.load(std::memory_order_seq_cst) & kCancelPending)) {
     state->cancel_park.store(0, std::memory_order_relaxed);
     return true;
   }
   return false;
+}
+
+void arm_signals(sched::Fiber* self) {
+  if (ThreadState* state = cancel_state_of(self)) {
+    state->cancel_park.store(park_mark(sched::park_ticket().seq, false, true), std::memory_order_seq_cst);
+  }
+}
+
+bool signals_end_wait(const sched::Fiber* fiber) {
+  uint64_t word = fiber->sched_word.load(std::memory_order_seq_cst);
+  if (sched::state_of(word) != sched::FiberState::kParked) return true;
+  auto* state = static_cast<ThreadState*>(fiber->user_data);
+  uint64_t mark = state ? state->cancel_park.load(std::memory_order_seq_cst) : 0;
+  return (mark & kMarkBySignals) && seq_of_mark(mark) == sched::seq_of(word);
 }
 
 void interrupt_park_for_signal(sched::Fiber* target) {
@@ -175,7 +191,7 @@ int pthread_cancel(pthread_t thread) {
   }
   if (target != self && !(before & (shim::kCancelDisabled | shim::kCancelExiting))) {
     // Stop if it has exited meanwhile (its state is gone, or is a new thread's).
-    shim::interrupt_until_done(target, shim::kMarkSet, [state](shim::ThreadState* now) {
+    shim::interrupt_until_done(target, shim::kMarkSet | shim::kMarkByCancel, [state](shim::ThreadState* now) {
       return now == state && (now->cancel.load() & shim::kCancelPending);
     });
   }

@@ -19,11 +19,13 @@
 // sequence number pins that one park, so a later, non-cancellable park (the mutex a condition wait
 // re-takes) is never interrupted.
 //
-// Signals use the same publication: a wait that a signal handler ends with EINTR (the sleep family,
-// the semaphore waits) arms with `by_signals`, which adds a bit to the published mark, and
-// pthread_kill ends such a park (interrupt_park_for_signal) when the thread does not block the
-// signal and its disposition is not to ignore it. After kInterrupted, a due cancel wins; otherwise
-// it was a signal, whose handler ran as the fiber resumed.
+// Signals use the same publication: a wait that a signal handler ends (the sleep family, the
+// semaphore waits, pause, sigsuspend, joins and condition waits, and mutex locks, which are no
+// cancellation points and arm for signals only) adds a bit to the published mark, and pthread_kill
+// or the router of process-directed signals ends such a park (interrupt_park_for_signal) when the
+// thread does not block the signal and its disposition is not to ignore it; pthread_cancel ends
+// only parks marked as cancellable. After kInterrupted, a due cancel wins; otherwise it was a
+// signal, whose handler ran as the fiber resumed: the wait fails with EINTR or waits again.
 //
 // Asynchronous cancellation is accepted and recorded, and acted on at once where glibc acts at once
 // (pthread_setcanceltype/pthread_setcancelstate making a pending cancel due, pthread_cancel of the
@@ -80,11 +82,17 @@ void cancellation_point(sched::Fiber* self);
 // be ended by pthread_cancel with WakeReason::kInterrupted (the caller then undoes what it must and
 // acts). disarm_cancel() must follow the park before anything else may park.
 bool arm_cancel(sched::Fiber* self, bool by_signals = false);
+// Brackets a park that signal handlers end but pthread_cancel does not (not a cancellation point).
+void arm_signals(sched::Fiber* self);
 void disarm_cancel(sched::Fiber* self);
 
 // pthread_kill's half: ends the park of `target` if it is at a wait armed with `by_signals`.
 // Call after sched::post_signal, with a signal for which interrupts_waits() holds.
 void interrupt_park_for_signal(sched::Fiber* target);
+// False if `fiber` is parked at a wait that signals do not end (rwlocks, barriers, futexes,
+// pthread_once, a sigwait for other signals): a handler would wait for that wait to end.
+// Any thread, async-signal-safe.
+bool signals_end_wait(const sched::Fiber* fiber);
 
 // Whether `sig`, not blocked, ends a wait as natively: its handler runs (the wait then fails with
 // EINTR), or its default action ends the process. Not for ignored signals, nor for stop signals
@@ -112,14 +120,18 @@ inline void async_cancellation_point(sched::Fiber* self) {
   }
 }
 
-// One park of a wait that both pthread_cancel and signal handlers end (the sleeps, the semaphore
-// waits): arms with `by_signals` (acting on a due cancel), then either raises a pending signal at
-// once or makes the park, `park()` returning true if it was interrupted. Returns true if the wait
-// was ended by a cancel or a handler: the caller tells which (a due cancel wins) and undoes what
-// it must.
+// One park of a wait that signal handlers end, and pthread_cancel too if `cancellable` (the sleeps,
+// the semaphore waits, joins; mutex locks are not): arms (acting on a due cancel), then either
+// raises a pending signal at once or makes the park, `park()` returning true if it was interrupted.
+// Returns true if the wait was ended by a cancel or a handler: the caller tells which (a due
+// cancel wins) and undoes what it must.
 template <typename Park>
-bool park_interruptibly(sched::Fiber* self, Park park) {
-  if (arm_cancel(self, /*by_signals=*/true)) act_on_cancel(self);
+bool park_interruptibly(sched::Fiber* self, Park park, bool cancellable = true) {
+  if (!cancellable) {
+    arm_signals(self);
+  } else if (arm_cancel(self, /*by_signals=*/true)) {
+    act_on_cancel(self);
+  }
   bool interrupted = interrupting_signal_pending(self);
   if (interrupted) {
     sched::deliver_pending_signals(self);

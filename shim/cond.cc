@@ -12,6 +12,11 @@
 // The waits are cancellation points. A cancel acts with the mutex held again, as POSIX requires:
 // on entry before the mutex is released, or after pthread_cancel ended the park and the mutex was
 // re-taken. A wait that was woken normally returns normally; the cancel stays pending.
+//
+// A signal sent to a waiting fiber ends the park too: its handler runs at once, without the mutex
+// (as natively), and the fiber waits again for the same sequence number, so a signal or broadcast
+// that came meanwhile still ends the wait. It could return 0 instead (POSIX allows spurious
+// wake-ups), but glibc goes on waiting, and programs tuned on glibc see no extra wake-ups.
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -60,10 +65,21 @@ int wait(pthread_cond_t* cond, pthread_mutex_t* mutex, sched::Nanos deadline) {
   int seen = __atomic_load_n(sequence(cond), __ATOMIC_ACQUIRE);
   __atomic_store_n(waiters_mutex(cond), mutex, __ATOMIC_RELAXED);
   if (int err = mutex_unlock(mutex)) return err;
-  WaitResult r = WaitResult::kInterrupted;
-  if (!arm_cancel(self)) {
-    r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
+  WaitResult r = WaitResult::kWoken;
+  for (;;) {
+    if (arm_cancel(self, /*by_signals=*/true)) {
+      r = WaitResult::kInterrupted;
+      break;
+    }
+    bool signalled = interrupting_signal_pending(self);
+    if (signalled) {
+      sched::deliver_pending_signals(self);
+    } else {
+      r = wait_on_word(sequence(cond), seen, foreign_waiters(cond), sched::WaitReason::kCondition, deadline);
+    }
     disarm_cancel(self);
+    if (!signalled && r != WaitResult::kInterrupted) break;
+    // Ended by a handler, which ran: wait again. By a cancel: the next arm_cancel says so.
   }
   int relocked = mutex_relock_after_wait(mutex);
   if (r == WaitResult::kInterrupted) act_on_cancel(self);  // with the mutex held again

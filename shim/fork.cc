@@ -18,9 +18,10 @@ namespace {
 
 void reset_runtime_in_child() {
   if (!vthread::sched::started()) return;
+  // Signals first: the monitor that after_fork_in_child() starts would route the parent's.
+  vthread::shim::reset_signals_after_fork();
   vthread::sched::after_fork_in_child();
   vthread::shim::reset_keys_after_fork();
-  vthread::shim::reset_tick_signal_after_fork();
 }
 
 __attribute__((constructor)) void register_fork_handler() { pthread_atfork(nullptr, nullptr, reset_runtime_in_child); }

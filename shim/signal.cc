@@ -1,30 +1,36 @@
-// Signals for fibers: pthread_kill, per-thread signal masks, and the sigwait family.
+// Signals for fibers: pthread_kill, per-thread signal masks, the sigwait family, sigsuspend, pause
+// and sigpending. (sigaction.cc keeps the program's dispositions; signal_route.cc is the runtime's
+// handler, which gives process-directed signals to fibers.)
 //
 // pthread_kill. glibc's would read a fiber's handle as its own thread descriptor and signal
 // whatever kernel thread id it found there. A signal for another fiber is kept pending on it and
 // raised on its carrier when it next runs and does not block it (sched::post_signal), so the
 // handler runs on that fiber's stack, in that fiber, as with a thread-directed signal; one for the
-// calling fiber is raised at once if it does not block it.
+// calling fiber is raised at once if it does not block it. One for a fiber running on another
+// carrier, in program code or a blocking system call, is raised there at once (the carrier is
+// kicked: sched::hurry_signal), interrupting the call as natively. One for a fiber parked in a wait
+// that signals interrupt ends the park (cancel.h has the protocol), and the handler runs as it
+// resumes: the sleeps, the semaphore waits, pause and sigsuspend then fail with EINTR, as natively;
+// mutex locks, joins and condition waits go back to waiting, as glibc's do.
 //
 // Masks. pthread_sigmask and sigprocmask set the calling fiber's own mask, which the runtime
-// applies to whichever carrier runs the fiber (sched.h). A process-directed signal (kill, alarm)
-// goes, as the kernel decides, to a carrier whose running fiber does not block it.
+// applies to whichever carrier runs the fiber (sched.h); unblocking a signal pending for the fiber
+// or for the process runs its handler before the call returns.
 //
-// sigwait, sigwaitinfo, sigtimedwait take the signal if it was sent to the fiber; a
-// process-directed one is taken with a non-blocking sigtimedwait on whichever carrier the fiber
-// is on. The fiber parks between looks: pthread_kill of a waiting fiber wakes it at once, while
-// process-directed signals, which only the kernel sees arrive, are looked for again after 50 us,
-// doubling up to 10 ms. They are cancellation points, as in glibc.
+// sigwait, sigwaitinfo, sigtimedwait take the signal if it was sent to the fiber, or to the
+// process (the router gives a process-directed signal to a fiber waiting for it, and wakes it).
+// A signal the program does not catch has no runtime handler: the kernel keeps it pending for the
+// process while every carrier blocks it, and a waiting fiber looks for it with a non-blocking
+// sigtimedwait on its carrier, again after 50 us, doubling up to 10 ms. They are cancellation
+// points, as in glibc.
+//
+// sigsuspend and pause park the fiber (with sigsuspend's mask meanwhile) until a handler ran in
+// it, then fail with EINTR; they are cancellation points. sigpending reports the signals pending
+// for the fiber or for the process that the fiber blocks.
 //
 // Threads glibc made itself (not fibers) get glibc's functions throughout.
 //
-// A pthread_kill ends the target's sleep or semaphore wait with EINTR, after the handler ran, as
-// natively (cancel.h has the protocol); other waits (mutexes, condition variables, joins) run the
-// handler when they end.
-//
-// Not yet: a process-directed signal does not end a parked fiber's wait, a fiber that runs
-// without entering the shim sees a pthread_kill only when it next does, and sigsuspend/sigpending
-// are glibc's (they see the carrier, not the fiber).
+// Not yet: waits on rwlocks, barriers, pthread_once and futexes run a handler only when they end.
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +43,7 @@
 #include "sched/parking_lot.h"
 #include "shim/cancel.h"
 #include "shim/entry.h"
+#include "shim/signals.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
 
@@ -48,28 +55,12 @@ using vthread::shim::ShimEntry;
 namespace vthread::shim {
 namespace {
 
-constexpr uint64_t bit_of(int sig) { return uint64_t{1} << (sig - 1); }
-
-// The signals nobody can block or wait for: SIGKILL and SIGSTOP (the kernel's rule), and the two
-// glibc keeps for itself, SIGCANCEL and SIGSETXID (glibc's pthread_sigmask drops them).
-constexpr uint64_t kUnblockable = bit_of(SIGKILL) | bit_of(SIGSTOP) | bit_of(__SIGRTMIN) | bit_of(__SIGRTMIN + 1);
-
 constexpr sched::Nanos kFirstRecheck = 50 * 1000;
 constexpr sched::Nanos kLastRecheck = 10 * 1000 * 1000;
 
-// Signals 1..64, the part of a sigset_t the kernel reads (glibc's is 1024 bits).
-uint64_t low_word(const sigset_t* set) {
-  uint64_t word;
-  memcpy(&word, set, sizeof word);
-  return word;
-}
-
-// pthread_sigmask for a fiber: returns 0 or EINVAL. The tick signal (sigaction.cc) is never
-// blocked on a carrier: the program's wish for it is kept in app_blocks_tick.
+// pthread_sigmask for a fiber: returns 0 or EINVAL.
 int change_mask(sched::Fiber* self, int how, const sigset_t* set, sigset_t* old) {
-  uint64_t tick = tick_signal_bit();
-  bool blocked_tick = self->app_blocks_tick;
-  uint64_t mask = self->sigmask | (blocked_tick ? tick : 0);
+  uint64_t mask = thread_mask(self);
   uint64_t before = mask;
   if (set) {
     uint64_t change = low_word(set) & ~kUnblockable;
@@ -82,27 +73,30 @@ int change_mask(sched::Fiber* self, int how, const sigset_t* set, sigset_t* old)
   }
   // As the kernel: only the first 64 signals of *old are written.
   if (old) memcpy(old, &before, sizeof before);
-  if (!set) return 0;
-  self->app_blocks_tick = mask & tick;
-  if ((mask & ~tick) != self->sigmask) sched::set_signal_mask(self, mask & ~tick);
-  if (blocked_tick && !self->app_blocks_tick) tick_signal_unblocked();
+  if (set) set_thread_mask(self, mask);
   return 0;
 }
 
-// Hands `sig`, sent to `self` by pthread_kill, to a sigwait the way the kernel would: raised on
-// the carrier, which blocks it (the waiter's mask), and taken back with sigtimedwait, so *info is
-// what the kernel reports for it (si_code differs between kernel versions). Nothing can move the
-// fiber to another carrier in between: it runs runtime and libc code only.
-int take_as_the_kernel_would(sched::Fiber* self, int sig, siginfo_t* info) {
-  if (self->sigmask & bit_of(sig)) {
+// Hands `sig`, sent to `self` by pthread_kill or to the process, to a sigwait the way the kernel
+// would: raised on the carrier, which blocks it (the waiter's mask), with the siginfo its sender
+// gave if it was kept, and taken back with sigtimedwait, so *info is what the kernel reports for it
+// (a tgkill's si_code differs between kernel versions). Nothing can move the fiber to another
+// carrier in between: it runs runtime and libc code only.
+int take_as_the_kernel_would(sched::Fiber* self, int sig, const siginfo_t* kept, siginfo_t* info) {
+  if (self->sigmask & sig_bit(sig)) {
     sigset_t only;
     sigemptyset(&only);
     sigaddset(&only, sig);
     struct timespec no_wait = {0, 0};
-    vthread::arch::raw_syscall(SYS_tgkill, getpid(), vthread::arch::raw_syscall(SYS_gettid), sig);
+    sched::raise_signal(self, sig, kept);
     if (libc::sigtimedwait(&only, info, &no_wait) == sig) return sig;
   }
-  // Not blocked (POSIX leaves sigwait on an unblocked signal undefined): describe it ourselves.
+  // Not blocked on the carrier (the tick signal never is; POSIX leaves sigwait on an unblocked
+  // signal undefined): its kept siginfo, or one we describe.
+  if (info && kept->si_signo) {
+    *info = *kept;
+    return sig;
+  }
   if (info) {
     memset(info, 0, sizeof *info);
     info->si_signo = sig;
@@ -126,17 +120,27 @@ bool nothing_sent_yet(void* arg) {
 // sigtimedwait for a fiber, until the monotonic `deadline`: the signal number, or -1 with errno.
 int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sched::Nanos deadline) {
   SignalWait wait{self, low_word(set) & ~kUnblockable};
-  self->sigwait_set.store(wait.wanted, std::memory_order_seq_cst);
+  sched::set_sigwait_set(self, wait.wanted);
   sched::Nanos recheck = kFirstRecheck;
   int result;
   for (;;) {
-    if (int sig = sched::take_pending_signal(self, wait.wanted)) {
-      result = take_as_the_kernel_would(self, sig, info);
+    siginfo_t kept;
+    if (int sig = sched::take_pending_signal(self, wait.wanted, &kept)) {
+      result = take_as_the_kernel_would(self, sig, &kept, info);
       break;
     }
     struct timespec no_wait = {0, 0};
-    result = libc::sigtimedwait(set, info, &no_wait);
-    if (result > 0 || errno != EAGAIN) break;
+    siginfo_t got;
+    result = libc::sigtimedwait(set, &got, &no_wait);
+    if (result > 0 && sched::is_kick(&got)) {  // a stale kick (sched/signals.cc), not a signal
+      result = -1;
+      errno = EAGAIN;
+    }
+    if (result > 0) {
+      if (info) *info = got;
+      break;
+    }
+    if (errno != EAGAIN) break;
     sched::Nanos now = sched::monotonic_now();
     if (now >= deadline) break;  // -1, EAGAIN
     sched::Nanos until = deadline - now > recheck ? now + recheck : deadline;
@@ -148,24 +152,56 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
       disarm_cancel(self);
     }
     if (cancelled) {
-      self->sigwait_set.store(0, std::memory_order_seq_cst);
+      sched::set_sigwait_set(self, 0);
       act_on_cancel(self);
     }
   }
   int saved_errno = errno;
-  self->sigwait_set.store(0, std::memory_order_seq_cst);
+  sched::set_sigwait_set(self, 0);
   // Anything else that was sent meanwhile and is not blocked is raised now.
   sched::deliver_pending_signals(self);
   errno = saved_errno;
   return result;
 }
 
+// sigsuspend and pause for a fiber: with `mask` (nullptr: its own) as its mask, parks until a
+// handler ran in it, then restores its mask and fails with EINTR. A cancel is acted on with the
+// fiber's own mask back.
+int suspend(sched::Fiber* self, const sigset_t* mask) {
+  cancellation_point(self);
+  auto* state = static_cast<ThreadState*>(self->user_data);
+  uint64_t own = thread_mask(self);
+  uint32_t handlers_before = state->handlers_run;
+  if (mask) set_thread_mask(self, low_word(mask) & ~kUnblockable);  // runs what it unblocks
+  while (state->handlers_run == handlers_before) {
+    bool cancelled = arm_cancel(self, /*by_signals=*/true);
+    if (!cancelled) {
+      if (interrupting_signal_pending(self)) {
+        sched::deliver_pending_signals(self);
+      } else {
+        sched::park(sched::WaitReason::kSignal, sched::kNoDeadline, nullptr, nullptr);
+      }
+      disarm_cancel(self);
+      cancelled = cancel_due(state->cancel.load(std::memory_order_acquire));
+    }
+    if (cancelled) {
+      set_thread_mask(self, own);
+      act_on_cancel(self);
+    }
+  }
+  set_thread_mask(self, own);
+  errno = EINTR;
+  return -1;
+}
+
 }  // namespace
 
+uint64_t thread_mask(const sched::Fiber* self) { return sched::blocked_signals(self); }
+
+void set_thread_mask(sched::Fiber* self, uint64_t mask) { sched::set_signal_mask(self, mask); }
+
 bool interrupts_waits(int sig) {
-  struct sigaction action;
-  if (::sigaction(sig, nullptr, &action) != 0) return false;  // the program's view (sigaction.cc)
-  if (action.sa_flags & SA_SIGINFO) return true;
+  struct sigaction action = program_action(sig);
   if (action.sa_handler == SIG_IGN) return false;
   if (action.sa_handler != SIG_DFL) return true;
   switch (sig) {
@@ -176,8 +212,9 @@ bool interrupts_waits(int sig) {
 }
 
 bool interrupting_signal_pending(sched::Fiber* self) {
-  uint64_t pending = self->pending_signals.load(std::memory_order_seq_cst) & ~self->sigmask &
-                     ~self->sigwait_set.load(std::memory_order_relaxed);
+  uint64_t pending = self->pending_signals.load(std::memory_order_seq_cst);
+  if (!pending) return false;  // every wait asks: the usual answer costs one load
+  pending &= ~sched::blocked_signals(self) & ~self->sigwait_set.load(std::memory_order_relaxed);
   for (int sig = 1; pending; ++sig, pending >>= 1) {
     if ((pending & 1) && interrupts_waits(sig)) return true;
   }
@@ -205,13 +242,13 @@ int pthread_kill(pthread_t thread, int sig) {
   sched::post_signal(target, sig);
   if (target == entry.fiber()) {
     sched::deliver_pending_signals(target);  // at once, unless blocked
-  } else if (target->sigwait_set.load(std::memory_order_seq_cst) & shim::bit_of(sig)) {
+  } else if (target->sigwait_set.load(std::memory_order_seq_cst) & shim::sig_bit(sig)) {
     sched::parking_lot::unpark_all(&target->pending_signals);
-  } else if (!(target->sigmask & shim::bit_of(sig)) && shim::interrupts_waits(sig)) {
+  } else if (!(sched::blocked_signals(target) & shim::sig_bit(sig))) {
     // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
-    // ends early, which sleeps and semaphore waits report as EINTR; handlers may be delayed by
-    // this anyway.)
-    shim::interrupt_park_for_signal(target);
+    // ends early, which sleeps and semaphore waits report as EINTR, and the others retry.)
+    if (shim::interrupts_waits(sig)) shim::interrupt_park_for_signal(target);
+    sched::hurry_signal(target, sig);  // running elsewhere: its carrier is kicked
   }
   return 0;
 }
@@ -270,6 +307,35 @@ int sigwait(const sigset_t* set, int* sig) {
   while (r < 0 && errno == EINTR);
   if (r < 0) return errno;
   *sig = r;
+  return 0;
+}
+
+int sigsuspend(const sigset_t* mask) {
+  ShimEntry entry("sigsuspend");
+  if (!entry.fiber()) return libc::sigsuspend(mask);
+  return shim::suspend(entry.fiber(), mask);
+}
+
+int pause(void) {
+  ShimEntry entry("pause");
+  if (!entry.fiber()) return libc::pause();
+  return shim::suspend(entry.fiber(), nullptr);
+}
+
+int sigpending(sigset_t* set) {
+  ShimEntry entry("sigpending");
+  if (!entry.fiber()) return libc::sigpending(set);
+  sched::Fiber* self = entry.fiber();
+  // The kernel's pending set on the carrier: the process's signals that no runtime handler took
+  // (those the program does not catch), and the carrier thread's own, which holds nothing but
+  // instances on their way to a fiber (a signal raised for the running fiber that it does not block
+  // is delivered at once; one forwarded to it is process-directed anyway).
+  uint64_t in_kernel = 0;
+  vthread::arch::raw_syscall(SYS_rt_sigpending, &in_kernel, sizeof in_kernel);
+  uint64_t pending = self->pending_signals.load(std::memory_order_acquire) | sched::process_pending_signals();
+  pending = (pending | in_kernel) & shim::thread_mask(self);
+  sigemptyset(set);
+  memcpy(set, &pending, sizeof pending);
   return 0;
 }
 

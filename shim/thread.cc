@@ -101,11 +101,17 @@ int join_fiber(ShimEntry& entry, pthread_t handle, void** result, sched::Nanos d
     sched::SpinlockGuard hold(target->lifecycle_lock);
     cancellable = !target->detached && !target->exited.load(std::memory_order_relaxed);
   }
-  if (cancellable && arm_cancel(self)) act_on_cancel(self);
-  sched::JoinResult r = sched::join(target, deadline, result);
-  if (cancellable) disarm_cancel(self);
-  // The target is left joinable (sched::join undid our claim), as glibc's join cleanup handler does.
-  if (r == sched::JoinResult::kInterrupted) act_on_cancel(self);
+  if (!cancellable) return join_error(sched::join(target, deadline, result));  // no wait
+  // Ended by a cancel or a handler, the join leaves the target joinable (sched::join undid our
+  // claim), as glibc's join cleanup handler does: a cancel is acted on, and after a handler (which
+  // ran as the fiber resumed) the join starts again.
+  sched::JoinResult r = sched::JoinResult::kInterrupted;
+  while (park_interruptibly(self, [&] {
+    r = sched::join(target, deadline, result);
+    return r == sched::JoinResult::kInterrupted;
+  })) {
+    cancellation_point(self);
+  }
   return join_error(r);
 }
 

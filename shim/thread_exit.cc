@@ -100,6 +100,9 @@ void finish_thread(ThreadState* state, void* value) {
   if (!self->is_main) sched::run_thread_local_destructors();
   run_key_destructors(state);
   mark_robust_mutexes_owner_dead(state);
+  // From here on it is the runtime's code: no signal handler runs in the fiber (sched.h's
+  // takes_signals_now), whose state is about to go.
+  self->in_call = "(exiting)";
   {
     // pthread_cancel reads user_data under this lock; from here on it finds none and returns 0.
     sched::SpinlockGuard hold(self->lifecycle_lock);

@@ -32,9 +32,9 @@ struct ThreadState {
   void* exit_frame;               // thread_entry's frame, where unwinding stops (null: main fiber)
   _Unwind_Exception exit_exception;       // the forced unwind in flight
   __pthread_unwind_buf_t* cleanup_chain;  // innermost C pthread_cleanup_push buffer
-  // Cancellation (cancel.h): the kCancel* bits, and the park a cancellation point is about to make
-  // or is in, as (park sequence << 1) | 1, or 0. pthread_cancel reads and writes them from other
-  // threads, hence atomics.
+  // Cancellation (cancel.h): the kCancel* bits, and the park a cancellation point (or a wait that
+  // signals end) is about to make or is in, as its sequence number and what may end it (cancel.cc),
+  // or 0. pthread_cancel and pthread_kill read and write them from other threads, hence atomics.
   std::atomic<uint32_t> cancel;
   std::atomic<uint64_t> cancel_park;
   SpecificEntry* key_blocks[kKeyBlocks];  // allocated on first setspecific in each block
@@ -54,6 +54,9 @@ struct ThreadState {
   // main thread's is what it had when the runtime started).
   stack_t altstack;
   bool altstack_set;
+  // How many times a handler of the program ran in this thread (signal_route.cc): sigsuspend and
+  // pause return once it moved. Only the thread itself touches it.
+  uint32_t handlers_run;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the
@@ -69,17 +72,16 @@ sched::Fiber* fiber_of(pthread_t handle);
 // Starts the runtime if it is not running yet. Returns false if it could not.
 bool ensure_runtime();
 
-// Installs the runtime's handler for the tick signal and starts preemption and the monitor
-// (shim/sigaction.cc).
+// Takes over the program's signal dispositions (the runtime's handler for those it catches, the
+// tick signal and SIGSEGV), then starts preemption and the monitor (shim/sigaction.cc).
 // Called by ensure_runtime() once the scheduler has started, on the main fiber.
 void start_preemption();
 // The tick signal's bit (sig-1), or 0 before start_preemption() or without preemption: it is
 // never in a fiber's applied mask; Fiber::app_blocks_tick says whether the program blocked it.
 uint64_t tick_signal_bit();
-// A fiber stopped blocking the tick signal: delivers the program's instance held back meanwhile.
-void tick_signal_unblocked();
-// In a fork child: releases what another thread may have held of the tick signal's state.
-void reset_tick_signal_after_fork();
+// In a fork child, first: releases what another thread may have held of the signal state, and
+// clears every pending signal (the child starts with none).
+void reset_signals_after_fork();
 
 // The kernel thread id the main fiber had before the runtime started. Identities it took then
 // (mutex ownership) stay valid after it became a fiber.

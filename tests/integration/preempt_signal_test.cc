@@ -2,7 +2,8 @@
 // reaches its handler exactly once with its own si_code and si_value, the library's ticks never do,
 // and sigaction/signal/sigprocmask report what the program set. CPU-bound threads run throughout
 // (BUILD sets a 1 ms quantum), so ticks are flowing on every carrier while the program's signals
-// arrive.
+// arrive. An instance the main thread blocks goes to a thread that does not, and sigtimedwait takes
+// one that every thread blocks.
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -190,6 +191,56 @@ TEST_F(ProgramSigalrm, ResetHandAndIgnore) {
   ASSERT_EQ(raise(SIGALRM), 0);
   SleepMs(30);
   EXPECT_EQ(g_count.load(), 1);
+}
+
+TEST_F(ProgramSigalrm, AnInstanceTheMainThreadBlocksGoesToAThreadThatDoesNot) {
+  static std::atomic<pthread_t> handled_in{pthread_t{}};
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = [](int) { handled_in = pthread_self(); };
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);
+  std::atomic<bool> done{false};
+  pthread_t sleeper;
+  ASSERT_EQ(pthread_create(&sleeper, nullptr, [](void* arg) -> void* {
+    auto* done = static_cast<std::atomic<bool>*>(arg);
+    while (!*done) SleepMs(5);
+    return nullptr;
+  }, &done), 0);
+  sigset_t alrm, old;
+  sigemptyset(&alrm);
+  sigaddset(&alrm, SIGALRM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &alrm, &old), 0);  // the hogs and the sleeper do not
+  ASSERT_EQ(kill(getpid(), SIGALRM), 0);
+  int64_t deadline = NowNs() + 5 * vthread_test::kNsPerSec;
+  while (handled_in.load() == pthread_t{} && NowNs() < deadline) SleepMs(1);
+  bool in_main = pthread_equal(handled_in.load(), pthread_self());
+  bool handled = handled_in.load() != pthread_t{};
+  done = true;
+  ASSERT_EQ(pthread_join(sleeper, nullptr), 0);
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_TRUE(handled) << "the signal waited for the main thread to unblock it";
+  EXPECT_FALSE(in_main);
+}
+
+TEST(ProgramSigalrmWait, SigtimedwaitTakesAnInstanceEveryThreadBlocks) {
+  sigset_t alrm, old;
+  sigemptyset(&alrm);
+  sigaddset(&alrm, SIGALRM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &alrm, &old), 0);
+  g_stop = 0;
+  pthread_t hog;  // inherits the mask; keeps ticks flowing
+  ASSERT_EQ(pthread_create(&hog, nullptr, Hog, nullptr), 0);
+  ASSERT_EQ(kill(getpid(), SIGALRM), 0);
+  siginfo_t info;
+  timespec two_s = {2, 0};
+  int got = sigtimedwait(&alrm, &info, &two_s);
+  g_stop = 1;
+  ASSERT_EQ(pthread_join(hog, nullptr), 0);
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(got, SIGALRM);
+  EXPECT_EQ(info.si_code, SI_USER);
+  EXPECT_EQ(info.si_pid, getpid());
 }
 
 }  // namespace

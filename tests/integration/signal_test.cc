@@ -1,9 +1,13 @@
-// pthread_kill: the handler runs in the target thread (its pthread_self and thread-locals), error
-// codes are glibc's, and signalling oneself or raise() runs the handler before returning.
+// pthread_kill: the handler runs in the target thread (its pthread_self and thread-locals), also
+// one that only computes, error codes are glibc's, and signalling oneself or raise() runs the
+// handler before returning.
 // Signal masks are per thread: set by one thread, not seen by others, inherited at create, and a
 // blocked signal waits until the thread unblocks it. sigwait/sigtimedwait take signals sent to
-// the thread, time out, and validate their timeout. A handler ends a sleep or a semaphore wait
-// with EINTR (and the time left); an ignored signal does not.
+// the thread, time out, and validate their timeout. A handler ends a sleep, a semaphore wait,
+// pause or sigsuspend with EINTR (and the time left); an ignored signal does not. sigsuspend waits
+// with its own mask and restores the thread's; sigpending shows the thread's own pending signals
+// and the process's, not another thread's. (signal_process_test.cc, in the same binary: signals
+// sent to the process, and handlers run during mutex, join and condition waits.)
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -76,6 +80,35 @@ TEST_F(SignalTest, HandlerRunsInTheTargetThread) {
   EXPECT_TRUE(g_handler_self_matches.load());
   target.stop = true;
   ASSERT_EQ(pthread_join(thread, nullptr), 0);
+}
+
+std::atomic<bool> g_spin_until_handled{false};
+void OnUsr1StopSpinning(int) {
+  g_handled_identity = t_identity;
+  g_spin_until_handled = false;
+}
+
+// The target never calls into the library: the handler must still reach it (natively the kernel
+// interrupts it wherever it runs).
+TEST_F(SignalTest, HandlerReachesAThreadThatOnlyComputes) {
+  struct sigaction action = {};
+  action.sa_handler = OnUsr1StopSpinning;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, nullptr), 0);
+  g_spin_until_handled = true;
+  std::atomic<bool> ready{false};
+  std::thread spinner([&] {
+    t_identity = 31;
+    ready = true;
+    while (g_spin_until_handled.load(std::memory_order_relaxed)) {
+    }
+  });
+  while (!ready) sched_yield();
+  int64_t start = NowNs();
+  ASSERT_EQ(pthread_kill(spinner.native_handle(), SIGUSR1), 0);
+  spinner.join();
+  EXPECT_LT(NowNs() - start, kNsPerSec);
+  EXPECT_EQ(g_handled_identity, 31);
 }
 
 TEST_F(SignalTest, SignallingYourselfRunsTheHandlerBeforeReturning) {
@@ -258,7 +291,10 @@ TEST_F(SignalTest, AHandlerEndsNanosleepWithEintrAndTheTimeLeft) {
   });
   EXPECT_EQ(r, EINTR);
   EXPECT_GT(g_handled, 0);
-  EXPECT_TRUE(left.tv_sec < 2 && (left.tv_sec > 0 || left.tv_nsec > 0)) << left.tv_sec << "s " << left.tv_nsec;
+  // The kernel counts what is left from the timer's expiry, which timer slack (50 us) may put past
+  // the request: a signal in the sleep's first microseconds leaves a little more than 2 s.
+  int64_t left_ns = left.tv_sec * kNsPerSec + left.tv_nsec;
+  EXPECT_TRUE(left_ns > 0 && left_ns < 2 * kNsPerSec + kNsPerMs) << left.tv_sec << "s " << left.tv_nsec;
 }
 
 TEST_F(SignalTest, AHandlerEndsSleepWithTheSecondsLeft) {
@@ -298,6 +334,154 @@ TEST_F(SignalTest, AnIgnoredSignalDoesNotEndASleep) {
   sleeper.join();
   sigaction(SIGUSR2, &old, nullptr);
   EXPECT_EQ(result, 0);
+}
+
+TEST_F(SignalTest, AHandlerEndsPauseWithEintr) {
+  int r = InterruptedBySignals([] { return pause() == -1 ? errno : 0; });
+  EXPECT_EQ(r, EINTR);
+  EXPECT_GT(g_handled, 0);
+}
+
+// ---- sigsuspend, sigpending ------------------------------------------------------------------------
+
+std::atomic<int> g_usr2_handled{0};
+std::atomic<int> g_usr2_identity{0};
+void OnUsr2(int) {
+  g_usr2_identity = t_identity;
+  g_usr2_handled++;
+}
+
+bool Pending(int sig) {
+  sigset_t pending;
+  sigemptyset(&pending);
+  sigpending(&pending);
+  return sigismember(&pending, sig) == 1;
+}
+
+// Polls sigpending for up to a second: a signal sent to the process becomes pending for a thread
+// a moment after kill() returns.
+bool BecomesPending(int sig) {
+  for (int i = 0; i < 1000; ++i) {
+    if (Pending(sig)) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
+class SignalTest2 : public SignalTest {
+ protected:
+  void SetUp() override {
+    SignalTest::SetUp();
+    struct sigaction action = {};
+    action.sa_handler = OnUsr2;
+    sigemptyset(&action.sa_mask);
+    ASSERT_EQ(sigaction(SIGUSR2, &action, &old_usr2_), 0);
+    g_usr2_handled = 0;
+  }
+  void TearDown() override {
+    sigaction(SIGUSR2, &old_usr2_, nullptr);
+    SignalTest::TearDown();
+  }
+  struct sigaction old_usr2_;
+};
+
+TEST_F(SignalTest2, SigsuspendWaitsWithItsOwnMaskAndRestoresTheThreads) {
+  std::atomic<bool> ready{false}, done{false};
+  std::atomic<int> result{0}, err{0}, usr2_during{-1}, usr2_after{-1};
+  std::atomic<bool> blocks_after{false}, usr2_pending_after{false};
+  std::thread target([&] {
+    t_identity = 3;
+    sigset_t both = Only(SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &both, nullptr);
+    sigset_t during = Only(SIGUSR2);  // SIGUSR1 open while it waits, SIGUSR2 still blocked
+    ready = true;
+    result = sigsuspend(&during);
+    err = errno;
+    usr2_during = g_usr2_handled.load();
+    blocks_after = Blocks(SIGUSR1) && Blocks(SIGUSR2);
+    usr2_pending_after = Pending(SIGUSR2);
+    sigset_t usr2 = Only(SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, nullptr);  // the held SIGUSR2 runs its handler now
+    usr2_after = g_usr2_handled.load();
+    done = true;
+  });
+  while (!ready) sched_yield();
+  ASSERT_EQ(pthread_kill(target.native_handle(), SIGUSR2), 0);  // blocked by both masks: no wake-up
+  usleep(50 * 1000);
+  EXPECT_FALSE(done);
+  while (!done) {
+    pthread_kill(target.native_handle(), SIGUSR1);
+    usleep(20 * 1000);
+  }
+  target.join();
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_GE(g_handled, 1);
+  EXPECT_EQ(g_handled_identity, 3);
+  EXPECT_EQ(usr2_during, 0);
+  EXPECT_TRUE(blocks_after) << "sigsuspend did not restore the thread's mask";
+  EXPECT_TRUE(usr2_pending_after);
+  EXPECT_EQ(usr2_after, 1);
+  EXPECT_EQ(g_usr2_identity, 3);
+}
+
+TEST_F(SignalTest2, SigpendingShowsTheThreadsOwnSignalsOnly) {
+  sigset_t usr2 = Only(SIGUSR2), old;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  std::atomic<bool> ready{false}, sent{false};
+  std::atomic<int> saw{-1}, handled_on_unblock{-1};
+  std::thread target([&] {
+    t_identity = 8;
+    ready = true;
+    while (!sent) sched_yield();
+    saw = Pending(SIGUSR2) ? 1 : 0;
+    pthread_sigmask(SIG_UNBLOCK, &usr2, nullptr);
+    handled_on_unblock = g_usr2_handled.load();
+  });
+  while (!ready) sched_yield();
+  ASSERT_EQ(pthread_kill(target.native_handle(), SIGUSR2), 0);
+  sent = true;
+  bool main_saw = Pending(SIGUSR2);
+  target.join();
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(saw, 1);
+  EXPECT_FALSE(main_saw) << "another thread's pending signal showed in sigpending";
+  EXPECT_EQ(handled_on_unblock, 1);
+  EXPECT_EQ(g_usr2_identity, 8);
+}
+
+TEST_F(SignalTest2, ASignalEveryThreadBlocksIsPendingForAllAndGoesToTheFirstToUnblockIt) {
+  sigset_t usr2 = Only(SIGUSR2), old;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  std::atomic<int> phase{0};
+  std::atomic<bool> target_saw{false};
+  std::atomic<int> handled_on_unblock{-1};
+  std::thread target([&] {
+    t_identity = 4;
+    phase = 1;
+    while (phase != 2) usleep(1000);
+    target_saw = BecomesPending(SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, nullptr);
+    // Natively the handler has run by now. Under vthread an idle carrier that last ran a thread
+    // accepting the signal may have taken it from the kernel just before (the README's known
+    // limitations): it then reaches this thread a moment later.
+    for (int i = 0; i < 1000 && g_usr2_handled == 0; ++i) usleep(1000);
+    handled_on_unblock = g_usr2_handled.load();
+  });
+  while (phase != 1) usleep(1000);
+  ASSERT_EQ(kill(getpid(), SIGUSR2), 0);
+  bool main_saw = BecomesPending(SIGUSR2);
+  phase = 2;
+  target.join();
+  bool main_still_sees = Pending(SIGUSR2);
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_TRUE(main_saw);
+  EXPECT_TRUE(target_saw);
+  EXPECT_EQ(handled_on_unblock, 1);
+  EXPECT_EQ(g_usr2_identity, 4);
+  EXPECT_FALSE(main_still_sees);
+  EXPECT_EQ(g_usr2_handled, 1);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // A thread that overflows its stack kills the process with SIGSEGV, as natively, and under vthread
 // the report on stderr names the thread. Other faults are not reported as overflows, and a SIGSEGV
-// handler the program installed before its first thread still gets the faults. Each case re-runs
+// handler the program installed, before its first thread or after, still gets the faults (and
+// under vthread an overflow is reported first). Each case re-runs
 // this binary as a child (LD_PRELOAD is inherited), so it also runs natively.
 #include <gtest/gtest.h>
 #include <pthread.h>
@@ -65,6 +66,13 @@ TEST(StackOverflow, TheProgramsOwnHandlerStillGetsFaults) {
   EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 42) << "status " << run.status << ": " << run.err;
 }
 
+TEST(StackOverflow, AHandlerInstalledAfterTheFirstThreadGetsAnOverflowAfterTheReport) {
+  ChildRun run = run_child("overflow-handled-late");
+  EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 42) << "status " << run.status << ": " << run.err;
+  if (!under_vthread()) return;
+  EXPECT_NE(run.err.find("\"deep-diver\" overflowed its stack"), std::string::npos) << run.err;
+}
+
 // ---- the child --------------------------------------------------------------------------------
 
 __attribute__((noinline)) int recurse(int n) {
@@ -73,8 +81,16 @@ __attribute__((noinline)) int recurse(int n) {
   return n > 1000000000 ? 0 : recurse(n + 1) + frame[3];
 }
 
+bool g_own_altstack = false;
+
 void* overflow(void*) {
   pthread_setname_np(pthread_self(), "deep-diver");
+  if (g_own_altstack) {
+    stack_t ss = {};
+    ss.ss_size = 64 * 1024;
+    ss.ss_sp = malloc(ss.ss_size);
+    sigaltstack(&ss, nullptr);
+  }
   return reinterpret_cast<void*>(static_cast<intptr_t>(recurse(0)));
 }
 
@@ -86,16 +102,27 @@ void* dereference_null(void*) {
 void exit_42(int) { _exit(42); }
 
 int child(const char* mode) {
-  if (strcmp(mode, "handled") == 0) {
+  bool late = strcmp(mode, "overflow-handled-late") == 0;
+  if (strcmp(mode, "handled") == 0 || late) {
+    if (late) {  // after a first thread (under vthread, once the runtime has started)
+      pthread_t first;
+      if (pthread_create(&first, nullptr, [](void*) -> void* { return nullptr; }, nullptr) != 0) return 3;
+      pthread_join(first, nullptr);
+    }
+    // On an alternate stack (the overflowing thread sets one up): a handler for an overflow has
+    // no stack left otherwise.
+    g_own_altstack = late;
     struct sigaction action = {};
     action.sa_handler = exit_42;
+    action.sa_flags = SA_ONSTACK;
     sigaction(SIGSEGV, &action, nullptr);
   }
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 64 * 1024);
   pthread_t t;
-  if (pthread_create(&t, &attr, strcmp(mode, "overflow") == 0 ? overflow : dereference_null, nullptr) != 0) return 3;
+  bool overflows = strcmp(mode, "overflow") == 0 || late;
+  if (pthread_create(&t, &attr, overflows ? overflow : dereference_null, nullptr) != 0) return 3;
   pthread_join(t, nullptr);
   return 4;  // not reached: the thread's fault ends the process
 }

@@ -1,0 +1,318 @@
+// Signals sent to the process (kill, sigqueue) reach the thread Linux picks: the main thread if it
+// does not block the signal, else a thread that does not. A thread parked in a wait that signals
+// interrupt (nanosleep, pause, sigsuspend) or blocked in read() wakes with EINTR after its handler
+// ran there, with the sender's siginfo, while other threads compute. A handler also runs at once
+// in a thread that waits for a mutex, a join or a condition variable, which then goes back to
+// waiting. A handler the main thread's wait would hold up (a futex) still runs at once.
+// (Part of the signal_test binary; the gtest main runs each test on the program's main thread.)
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/integration/util.h"
+
+namespace vthread_test {
+namespace {
+
+thread_local int t_identity = 0;
+pthread_t g_main_thread;
+std::atomic<int> g_calls{0};
+std::atomic<int> g_identity{0};
+std::atomic<bool> g_in_main{false};
+std::atomic<int> g_code{0};
+std::atomic<int> g_value{0};
+std::atomic<int> g_sender{0};
+std::atomic<int64_t> g_when{0};
+std::atomic<int> g_watchdog_fired{0};
+std::atomic<bool> g_ready{false};  // a waiter is about to wait
+
+void OnUsr1(int, siginfo_t* info, void*) {
+  g_identity = t_identity;
+  g_in_main = pthread_equal(pthread_self(), g_main_thread);
+  g_code = info->si_code;
+  g_value = info->si_value.sival_int;
+  g_sender = info->si_pid;
+  g_when = NowNs();
+  g_calls++;
+}
+
+void OnWatchdog(int) { g_watchdog_fired++; }
+
+sigset_t Only(int sig) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  return set;
+}
+
+class ProcessSignalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    g_main_thread = pthread_self();
+    t_identity = 1;
+    struct sigaction action = {};
+    action.sa_sigaction = OnUsr1;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    ASSERT_EQ(sigaction(SIGUSR1, &action, &old_usr1_), 0);
+    struct sigaction watchdog = {};
+    watchdog.sa_handler = OnWatchdog;
+    sigemptyset(&watchdog.sa_mask);
+    ASSERT_EQ(sigaction(SIGUSR2, &watchdog, &old_usr2_), 0);
+    g_calls = 0;
+    g_watchdog_fired = 0;
+    g_identity = 0;
+    g_in_main = false;
+    g_ready = false;
+  }
+  void TearDown() override {
+    stop_ = true;
+    for (std::thread& t : workers_) t.join();
+    sigaction(SIGUSR1, &old_usr1_, nullptr);
+    sigaction(SIGUSR2, &old_usr2_, nullptr);
+  }
+  // Threads that only compute until the test ends: under vthread they keep every carrier busy,
+  // so a signal the kernel gives to a carrier finds one of them running there.
+  void StartWorkers() {
+    for (int i = 0; i < 2 * Carriers(); ++i) {
+      workers_.emplace_back([this] {
+        while (!stop_.load(std::memory_order_relaxed)) {
+        }
+      });
+    }
+  }
+  // Sends `send` after 100 ms from another thread; if the main thread has not come back from its
+  // wait 3 s later, ends the wait with a SIGUSR2 to it, which the test counts as a failure.
+  template <typename Send>
+  std::thread SendSoon(Send send) {
+    return std::thread([this, send] {
+      usleep(100 * 1000);
+      send();
+      for (int i = 0; i < 300 && !main_back_; ++i) usleep(10 * 1000);
+      while (!main_back_) {
+        pthread_kill(g_main_thread, SIGUSR2);
+        usleep(100 * 1000);
+      }
+    });
+  }
+  std::atomic<bool> main_back_{false};
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> workers_;
+  struct sigaction old_usr1_, old_usr2_;
+};
+
+TEST_F(ProcessSignalTest, KillEndsTheMainThreadsSleepWithEintrAndRunsTheHandlerThere) {
+  StartWorkers();
+  std::thread sender = SendSoon([] { kill(getpid(), SIGUSR1); });
+  timespec five_s = {5, 0}, left = {};
+  int r = nanosleep(&five_s, &left);
+  int err = errno;
+  main_back_ = true;
+  sender.join();
+  EXPECT_EQ(r, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_EQ(g_watchdog_fired, 0) << "the main thread slept on: the signal did not end its sleep";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_TRUE(g_in_main) << "the handler ran in another thread";
+  EXPECT_EQ(g_identity, 1);
+  EXPECT_EQ(g_code, SI_USER);
+  EXPECT_EQ(g_sender, getpid());
+  EXPECT_GT(left.tv_sec, 1);
+}
+
+TEST_F(ProcessSignalTest, SigqueueEndsTheMainThreadsPauseAndKeepsItsValue) {
+  StartWorkers();
+  std::thread sender = SendSoon([] {
+    union sigval value;
+    value.sival_int = 42;
+    sigqueue(getpid(), SIGUSR1, value);
+  });
+  int r = pause();
+  int err = errno;
+  main_back_ = true;
+  sender.join();
+  EXPECT_EQ(r, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_EQ(g_watchdog_fired, 0) << "pause went on: the signal did not end it";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_TRUE(g_in_main);
+  EXPECT_EQ(g_code, SI_QUEUE);
+  EXPECT_EQ(g_value, 42);
+  EXPECT_EQ(g_sender, getpid());
+}
+
+TEST_F(ProcessSignalTest, KillInterruptsTheMainThreadsRead) {
+  StartWorkers();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::thread sender = SendSoon([] { kill(getpid(), SIGUSR1); });
+  char byte;
+  ssize_t r = read(fds[0], &byte, 1);  // SIGUSR1's handler has no SA_RESTART
+  int err = errno;
+  main_back_ = true;
+  sender.join();
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_EQ(r, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_EQ(g_watchdog_fired, 0) << "read went on: the signal did not interrupt it";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_TRUE(g_in_main);
+}
+
+TEST_F(ProcessSignalTest, ASignalEveryOtherThreadBlocksReachesTheOneInSigsuspend) {
+  sigset_t usr1 = Only(SIGUSR1), old;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);  // inherited by every thread made below
+  StartWorkers();
+  std::atomic<bool> ready{false};
+  std::atomic<int> result{0}, err{0};
+  std::thread waiter([&] {
+    t_identity = 7;
+    sigset_t open;
+    pthread_sigmask(SIG_BLOCK, nullptr, &open);
+    sigdelset(&open, SIGUSR1);
+    ready = true;
+    result = sigsuspend(&open);
+    err = errno;
+  });
+  while (!ready) usleep(1000);
+  usleep(50 * 1000);
+  ASSERT_EQ(kill(getpid(), SIGUSR1), 0);
+  waiter.join();
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(err, EINTR);
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 7);
+}
+
+// The main thread waits on a futex that a worker sets only once the handler ran (a program that
+// stops on SIGTERM this way must not hang): the handler may run in any thread, but at once.
+TEST_F(ProcessSignalTest, AHandlerThatWakesTheMainThreadsFutexWaitRunsAtOnce) {
+  static std::atomic<int> word{0};
+  word = 0;
+  std::thread waker([] {
+    while (g_calls == 0) usleep(1000);
+    word = 1;
+    syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  });
+  std::thread sender = SendSoon([] { kill(getpid(), SIGUSR1); });
+  int64_t start = NowNs();
+  while (word == 0 && NowNs() - start < 10 * kNsPerSec) {
+    timespec five_s = {5, 0};
+    syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &five_s, nullptr, 0);
+  }
+  main_back_ = true;
+  int64_t waited = NowNs() - start;
+  sender.join();
+  waker.join();
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_LT(waited, 3 * kNsPerSec) << "the handler waited for the main thread's futex wait to end";
+}
+
+// Once `waiter` is about to wait for something this thread holds (`ready`), sends it SIGUSR1 and
+// gives the handler up to 3 s to run; returns how long it took.
+int64_t SignalAndWaitForTheHandler(pthread_t waiter) {
+  while (!g_ready) usleep(1000);
+  usleep(50 * 1000);  // it waits by now
+  int64_t sent = NowNs();
+  EXPECT_EQ(pthread_kill(waiter, SIGUSR1), 0);
+  while (g_calls == 0 && NowNs() - sent < 3 * kNsPerSec) usleep(1000);
+  return g_calls == 0 ? 3 * kNsPerSec : g_when - sent;
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAMutexWhichItThenTakes) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  ASSERT_EQ(pthread_mutex_lock(&mutex), 0);
+  std::atomic<bool> locked{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_mutex_lock(&mutex);
+    locked = true;
+    pthread_mutex_unlock(&mutex);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool locked_early = locked;
+  ASSERT_EQ(pthread_mutex_unlock(&mutex), 0);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the mutex";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(locked_early);
+  EXPECT_TRUE(locked);
+}
+
+std::atomic<bool> g_release{false};
+void* WaitForRelease(void*) {
+  while (!g_release) usleep(1000);
+  return reinterpret_cast<void*>(5);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadJoinsAndTheJoinCompletes) {
+  g_release = false;
+  pthread_t target;
+  ASSERT_EQ(pthread_create(&target, nullptr, WaitForRelease, nullptr), 0);
+  std::atomic<int> join_result{-1};
+  std::atomic<void*> value{nullptr};
+  std::thread joiner([&] {
+    t_identity = 9;
+    g_ready = true;
+    void* v = nullptr;
+    join_result = pthread_join(target, &v);
+    value = v;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(joiner.native_handle());
+  int result_early = join_result;
+  g_release = true;
+  joiner.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the join";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_EQ(result_early, -1);
+  EXPECT_EQ(join_result, 0);
+  EXPECT_EQ(value, reinterpret_cast<void*>(5));
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsOnAConditionThatThenSignalsIt) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+  bool ready = false;  // guarded by mutex
+  std::atomic<bool> returned{false};
+  std::atomic<int> wait_result{-1};
+  std::thread waiter([&] {
+    t_identity = 9;
+    pthread_mutex_lock(&mutex);
+    g_ready = true;
+    int r = 0;
+    while (!ready && r == 0) r = pthread_cond_wait(&cond, &mutex);
+    wait_result = r;
+    returned = true;
+    pthread_mutex_unlock(&mutex);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool returned_early = returned;
+  pthread_mutex_lock(&mutex);
+  ready = true;
+  pthread_cond_signal(&cond);
+  pthread_mutex_unlock(&mutex);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the condition";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(returned_early);
+  EXPECT_EQ(wait_result, 0);
+}
+
+}  // namespace
+}  // namespace vthread_test
