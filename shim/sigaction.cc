@@ -13,9 +13,10 @@
 //     doing what the kernel would: sa_mask and the signal itself (unless SA_NODEFER) blocked in the
 //     thread for the call, SA_RESETHAND. SA_RESTART, SA_NOCLDSTOP and SA_NOCLDWAIT are mirrored on
 //     the real handler (under SIG_DFL/SIG_IGN it restarts, so that the tick signal's ticks never
-//     interrupt a call). SA_ONSTACK is not: a handler may wait, which parks its fiber, and a carrier's
-//     alternate stack is shared by every fiber it runs; SIGSEGV's handler alone always runs there,
-//     as the report of an overflowed stack needs.
+//     interrupt a call). SA_ONSTACK is not: a carrier's alternate stack is shared by every fiber
+//     it runs, and a handler may wait, which parks its fiber; the runtime's handler moves to the
+//     thread's own alternate stack instead (altstack.cc). SIGSEGV's runtime handler alone always
+//     runs on the carrier's, as the report of an overflowed stack needs.
 //   - SIG_IGN for SIG_IGN, and SIG_DFL for SIG_DFL where the default is to ignore: the kernel does
 //     these best (nothing to deliver, no call interrupted).
 //   - SIG_DFL of a signal that kills or stops: the kernel's, unless the runtime's handler was once

@@ -30,7 +30,8 @@
 // when it is continued. A handler is called on the fiber's stack, with the fiber's own mask
 // extended by sa_mask and the signal for the call (so the mask follows the fiber if the handler
 // waits or is preempted, and an instance arriving meanwhile goes to another fiber or waits, as for
-// a thread), and counted in ThreadState::handlers_run. Then the fiber's mask is restored (or set to
+// a thread), and counted in ThreadState::handlers_run; with SA_ONSTACK, on the alternate stack the
+// thread set (altstack.cc), which is its own. Then the fiber's mask is restored (or set to
 // the uc_sigmask the handler wrote, which the kernel would honour), and rt_sigreturn is made to
 // install that mask and the alternate stack of the carrier the fiber is on now.
 //
@@ -114,6 +115,18 @@ void invoke(const struct sigaction& app, int sig, siginfo_t* info, void* context
   }
 }
 
+struct Invocation {
+  const struct sigaction* app;
+  int sig;
+  siginfo_t* info;
+  void* context;
+};
+
+void invoke_as_planned(void* planned) {
+  auto* call = static_cast<Invocation*>(planned);
+  invoke(*call->app, call->sig, call->info, call->context);
+}
+
 // Faults that recur when the faulting instruction runs again.
 bool refaults(int sig) { return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL; }
 
@@ -144,7 +157,10 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // The tick signal's handler is never preempted (sched/preempt.h); others may be, like any code.
   bool tick = sig == sched::preempt::tick_signal();
   uintptr_t outer = tick ? sched::preempt::begin_app_handler(self, __builtin_frame_address(0)) : 0;
-  invoke(app, sig, info, context);
+  // On the thread's alternate stack if it asked (not the tick signal's: begin_app_handler marks
+  // the handler's frames by their place on the fiber's stack).
+  Invocation call = {&app, sig, info, context};
+  call_program_handler(self, (app.sa_flags & SA_ONSTACK) && !tick, uc, invoke_as_planned, &call);
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
   uint64_t uc_after = low_word(&uc->uc_sigmask);

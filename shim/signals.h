@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <ucontext.h>
 
 #include "sched/sched.h"
 
@@ -58,6 +59,14 @@ bool route_process_signals();
 void set_main_fiber_for_signals(sched::Fiber* main);
 // In a fork child.
 void reset_routing_after_fork();
+
+// ---- altstack.cc ----
+
+// Calls handler(arg), the program's handler of a signal delivered to fiber `self` with context
+// `uc`, where the kernel would: on the thread's alternate stack if `onstack` (SA_ONSTACK) and the
+// thread set one it is not running on, else here. For the call uc->uc_stack shows the thread's
+// setting, as the kernel saves it, and what the handler leaves there is its setting afterwards.
+void call_program_handler(sched::Fiber* self, bool onstack, ucontext_t* uc, void (*handler)(void*), void* arg);
 
 // ---- signal.cc ----
 

@@ -8,9 +8,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <vector>
 
 #include "tests/integration/util.h"
@@ -167,6 +169,49 @@ TEST(Altstack, ProfilingHandlersOnAlternateStacksAreNotDisturbedByOtherThreads) 
   EXPECT_GT(g_handled.load(), 20);
 }
 
+// A handler on the thread's own stack that computes for a while (a SIGVTALRM profiler's, say) is
+// a candidate for preemption; were the thread switched out there and resumed on another carrier,
+// the handler's return would install the first carrier's alternate stack on the second, and two
+// carriers would then share one: SA_ONSTACK handlers running on both at once overwrite each other.
+void ComputingHandler(int) {
+  volatile uint64_t sink = 0;
+  for (int64_t end = vthread_test::NowNs() + 3 * vthread_test::kNsPerMs; vthread_test::NowNs() < end;) sink = sink + 1;
+}
+
+void* ComputeFor(void* seconds) {
+  int64_t end = vthread_test::NowNs() + reinterpret_cast<intptr_t>(seconds) * vthread_test::kNsPerSec;
+  volatile uint64_t sink = 0;
+  while (vthread_test::NowNs() < end) sink = sink + 1;
+  return nullptr;
+}
+
+TEST(Altstack, HandlersThatComputeOnTheirThreadsStackLeaveAlternateStacksApart) {
+  struct sigaction slow = {}, onstack = {}, old_slow, old_onstack;
+  slow.sa_handler = ComputingHandler;
+  sigemptyset(&slow.sa_mask);
+  onstack.sa_handler = SlowOnstackHandler;
+  onstack.sa_flags = SA_ONSTACK | SA_RESTART;
+  sigemptyset(&onstack.sa_mask);
+  ASSERT_EQ(sigaction(SIGVTALRM, &slow, &old_slow), 0);
+  ASSERT_EQ(sigaction(SIGPROF, &onstack, &old_onstack), 0);
+  g_corrupted = 0;
+  g_handled = 0;
+  struct itimerval every_1ms = {{0, 1000}, {0, 1000}}, every_2ms = {{0, 2000}, {0, 2000}}, off = {};
+  ASSERT_EQ(setitimer(ITIMER_VIRTUAL, &every_1ms, nullptr), 0);
+  std::vector<pthread_t> threads(8);
+  for (auto& t : threads) ASSERT_EQ(pthread_create(&t, nullptr, ComputeFor, reinterpret_cast<void*>(2)), 0);
+  usleep(1000 * 1000);  // one second of handlers on the threads' stacks, then one on alternate stacks
+  ASSERT_EQ(setitimer(ITIMER_VIRTUAL, &off, nullptr), 0);
+  ASSERT_EQ(setitimer(ITIMER_PROF, &every_2ms, nullptr), 0);
+  for (auto t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
+  ASSERT_EQ(setitimer(ITIMER_PROF, &off, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGVTALRM, &old_slow, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGPROF, &old_onstack, nullptr), 0);
+  EXPECT_EQ(g_corrupted.load(), 0);
+  EXPECT_GT(g_handled.load(), 20);
+}
+
+
 // Inside a handler on the alternate stack: SS_ONSTACK is reported and changes are refused.
 std::atomic<int> g_in_handler_flags{-1};
 std::atomic<int> g_in_handler_change{-1};
@@ -200,6 +245,201 @@ TEST(Altstack, InsideAHandlerOnItItReportsOnstackAndRefusesChanges) {
   ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
   EXPECT_EQ(g_in_handler_flags.load() & SS_ONSTACK, SS_ONSTACK);
   EXPECT_EQ(g_in_handler_change.load(), EPERM);
+}
+
+// A handler that asked for SA_ONSTACK runs on the alternate stack its own thread set, and its
+// context holds that setting.
+bool Inside(const void* p, const void* mem) {
+  auto at = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(mem);
+  return at > base && at - base <= kAltSize;
+}
+
+struct HandlerView {
+  const void* local;    // where a local of the handler was
+  void* context_sp;     // uc_stack.ss_sp
+  int context_flags;    // uc_stack.ss_flags
+  int query_flags;      // what sigaltstack reported inside
+};
+thread_local HandlerView t_view;
+
+void RecordingHandler(int, siginfo_t*, void* context) {
+  volatile char local = 0;
+  t_view.local = const_cast<const char*>(&local);
+  auto* uc = static_cast<ucontext_t*>(context);
+  t_view.context_sp = uc->uc_stack.ss_sp;
+  t_view.context_flags = uc->uc_stack.ss_flags;
+  stack_t now;
+  t_view.query_flags = sigaltstack(nullptr, &now) == 0 ? now.ss_flags : -1;
+}
+
+void* SignalOnOwnAltstack(void* flags) {
+  void* mem = MapAltstack();
+  stack_t set = {};
+  set.ss_sp = mem;
+  set.ss_size = kAltSize;
+  set.ss_flags = static_cast<int>(reinterpret_cast<intptr_t>(flags));
+  if (!mem || sigaltstack(&set, nullptr) != 0) return nullptr;
+  sched_yield();
+  t_view = {};
+  pthread_kill(pthread_self(), SIGUSR2);
+  auto* seen = new HandlerView(t_view);
+  stack_t after;
+  if (sigaltstack(nullptr, &after) != 0 || after.ss_sp != mem || after.ss_flags != set.ss_flags) seen->local = nullptr;
+  DropAltstack(mem);
+  return seen;
+}
+
+void InstallRecorder(int flags, struct sigaction* old) {
+  struct sigaction action = {};
+  action.sa_sigaction = RecordingHandler;
+  action.sa_flags = SA_SIGINFO | flags;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &action, old), 0);
+}
+
+TEST(Altstack, OnstackHandlersRunOnTheAlternateStackTheirThreadSet) {
+  struct sigaction old;
+  InstallRecorder(SA_ONSTACK, &old);
+  std::vector<pthread_t> threads(4);
+  for (auto& t : threads) ASSERT_EQ(pthread_create(&t, nullptr, SignalOnOwnAltstack, nullptr), 0);
+  std::vector<HandlerView*> views;
+  for (auto t : threads) {
+    void* view;
+    ASSERT_EQ(pthread_join(t, &view), 0);
+    ASSERT_NE(view, nullptr);
+    views.push_back(static_cast<HandlerView*>(view));
+  }
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  for (HandlerView* view : views) {
+    ASSERT_NE(view->local, nullptr) << "the setting read back after the handler changed";
+    EXPECT_TRUE(Inside(view->local, view->context_sp)) << view->local << " " << view->context_sp;
+    EXPECT_EQ(view->context_flags, 0);
+    EXPECT_EQ(view->query_flags, SS_ONSTACK);
+    delete view;
+  }
+}
+
+TEST(Altstack, HandlersWithoutOnstackRunOnTheThreadsStack) {
+  struct sigaction old;
+  InstallRecorder(0, &old);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr, SignalOnOwnAltstack, nullptr), 0);
+  void* view;
+  ASSERT_EQ(pthread_join(t, &view), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  ASSERT_NE(view, nullptr);
+  auto* seen = static_cast<HandlerView*>(view);
+  EXPECT_NE(seen->local, nullptr);
+  EXPECT_FALSE(Inside(seen->local, seen->context_sp));
+  EXPECT_EQ(seen->query_flags, 0);
+  delete seen;
+}
+
+// SS_AUTODISARM (Linux 4.7): the stack is disarmed while the handler runs and armed again after.
+constexpr int kAutoDisarm = static_cast<int>(1u << 31);
+
+TEST(Altstack, AutodisarmDisarmsItForTheHandler) {
+  struct sigaction old;
+  InstallRecorder(SA_ONSTACK, &old);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr, SignalOnOwnAltstack, reinterpret_cast<void*>(intptr_t{kAutoDisarm})), 0);
+  void* view;
+  ASSERT_EQ(pthread_join(t, &view), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  ASSERT_NE(view, nullptr);
+  auto* seen = static_cast<HandlerView*>(view);
+  ASSERT_NE(seen->local, nullptr) << "not armed again after the handler";
+  EXPECT_TRUE(Inside(seen->local, seen->context_sp));
+  EXPECT_EQ(seen->context_flags, kAutoDisarm);
+  EXPECT_EQ(seen->query_flags, SS_DISABLE);
+  delete seen;
+}
+
+// What a handler leaves in its context's uc_stack is the thread's setting when it returns.
+void* g_replacement = nullptr;
+
+void ReplacingHandler(int, siginfo_t*, void* context) {
+  auto* uc = static_cast<ucontext_t*>(context);
+  uc->uc_stack.ss_sp = g_replacement;
+  uc->uc_stack.ss_size = kAltSize;
+  uc->uc_stack.ss_flags = 0;
+}
+
+TEST(Altstack, WhatTheHandlerLeavesInItsContextIsTheSettingAfter) {
+  struct sigaction action = {}, old;
+  action.sa_sigaction = ReplacingHandler;
+  action.sa_flags = SA_SIGINFO;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  g_replacement = MapAltstack();
+  ASSERT_NE(g_replacement, nullptr);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr,
+                           [](void*) -> void* {
+                             void* mem = SetOwnAltstack();
+                             pthread_kill(pthread_self(), SIGUSR2);
+                             bool replaced = ReadsBack(g_replacement);
+                             DropAltstack(mem);
+                             return replaced ? g_replacement : nullptr;
+                           },
+                           nullptr),
+            0);
+  void* replaced;
+  ASSERT_EQ(pthread_join(t, &replaced), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_EQ(replaced, g_replacement);
+  munmap(g_replacement, kAltSize);
+}
+
+// A handler on its thread's alternate stack may sleep and yield, and resume on another carrier,
+// while other threads' handlers run on theirs: nothing writes into its frame meanwhile.
+std::atomic<int> g_waiting_corrupted{0};
+std::atomic<int> g_waiting_handled{0};
+
+void WaitingOnstackHandler(int) {
+  volatile uint64_t pattern[128];
+  uint64_t mine = reinterpret_cast<uint64_t>(&pattern) ^ 0xa5a5a5a5a5a5a5a5ull;
+  for (auto& word : pattern) word = mine;
+  struct timespec brief = {0, 200 * 1000};
+  nanosleep(&brief, nullptr);
+  sched_yield();
+  stack_t now;
+  bool on_it = sigaltstack(nullptr, &now) == 0 && now.ss_flags == SS_ONSTACK;
+  for (auto& word : pattern) {
+    if (word != mine) on_it = false;
+  }
+  if (!on_it) g_waiting_corrupted.fetch_add(1);
+  g_waiting_handled.fetch_add(1);
+}
+
+TEST(Altstack, HandlersOnItMayWaitWhileOtherThreadsRunTheirs) {
+  struct sigaction action = {}, old;
+  action.sa_handler = WaitingOnstackHandler;
+  action.sa_flags = SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  g_waiting_corrupted = 0;
+  g_waiting_handled = 0;
+  constexpr int kThreads = 8, kSignals = 30;
+  std::vector<pthread_t> threads(kThreads);
+  for (auto& t : threads) {
+    ASSERT_EQ(pthread_create(&t, nullptr,
+                             [](void*) -> void* {
+                               void* mem = SetOwnAltstack();
+                               for (int i = 0; i < kSignals; ++i) {
+                                 pthread_kill(pthread_self(), SIGUSR1);
+                                 sched_yield();
+                               }
+                               DropAltstack(mem);
+                               return nullptr;
+                             },
+                             nullptr),
+              0);
+  }
+  for (auto t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
+  EXPECT_EQ(g_waiting_corrupted.load(), 0);
+  EXPECT_EQ(g_waiting_handled.load(), kThreads * kSignals);
 }
 
 TEST(Altstack, BadArgumentsGetTheKernelsErrors) {
