@@ -89,8 +89,8 @@ void disarm_cancel(sched::Fiber* self);
 // pthread_kill's half: ends the park of `target` if it is at a wait armed with `by_signals`.
 // Call after sched::post_signal, with a signal for which interrupts_waits() holds.
 void interrupt_park_for_signal(sched::Fiber* target);
-// False if `fiber` is parked at a wait that signals do not end (rwlocks, barriers, futexes,
-// pthread_once, a sigwait for other signals): a handler would wait for that wait to end.
+// False if `fiber` is parked at a wait that signals do not end (one the runtime makes for itself,
+// not for the program): a handler would wait for that wait to end.
 // Any thread, async-signal-safe.
 bool signals_end_wait(const sched::Fiber* fiber);
 

@@ -26,6 +26,7 @@
 #include "sched/parking_lot.h"
 #include "shim/entry.h"
 #include "shim/sync.h"
+#include "shim/thread_state.h"
 #include "shim/time_convert.h"
 
 namespace vthread::shim {
@@ -78,13 +79,19 @@ long emulated_wait(const FutexCall& c, uint32_t bitset, bool absolute) {
   }
   // Only fibers get here, so there is no kernel sleeper to count.
   unsigned no_foreign_waiters = 0;
-  switch (wait_on_word(c.uaddr, c.val, &no_foreign_waiters, sched::WaitReason::kFutex, park_until, bitset)) {
-    case WaitResult::kWoken: return 0;
-    case WaitResult::kTimedOut: return park_until < deadline ? 0 : -ETIMEDOUT;
-    case WaitResult::kValueChanged: return -EAGAIN;
-    case WaitResult::kInterrupted: return 0;  // never armed: glibc's syscall() is no cancellation point
+  for (;;) {
+    switch (wait_on_word_or_signal(c.uaddr, c.val, &no_foreign_waiters, sched::WaitReason::kFutex, park_until, bitset)) {
+      case WaitResult::kWoken: return 0;
+      case WaitResult::kTimedOut: return park_until < deadline ? 0 : -ETIMEDOUT;
+      case WaitResult::kValueChanged: return -EAGAIN;
+      case WaitResult::kInterrupted: break;
+    }
+    // A signal's handler ran (glibc's syscall() is no cancellation point): the kernel restarts an
+    // untimed wait (-ERESTARTSYS) if the handler asked for SA_RESTART, and fails it with EINTR
+    // otherwise, and a timed one (-ERESTART_RESTARTBLOCK) always.
+    auto* state = static_cast<ThreadState*>(sched::current()->user_data);
+    if (c.timeout || !state || !state->handler_restarts) return -EINTR;
   }
-  return 0;
 }
 
 // FUTEX_WAKE_OP's update of *uaddr2; returns the old value, or sets *bad for an unknown operation.

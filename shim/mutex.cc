@@ -88,18 +88,10 @@ int acquire(pthread_mutex_t* mutex, sched::Nanos deadline, const struct timespec
   if ((mutex->__data.__kind & kKindTypeMask) == PTHREAD_MUTEX_ADAPTIVE_NP) {
     for (int i = 0; i < kAdaptiveSpins && __atomic_load_n(word, __ATOMIC_RELAXED) != 0; ++i) sched::cpu_relax();
   }
-  sched::Fiber* self = sched::current();
   while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) {
     if (deadline != sched::kNoDeadline && sched::monotonic_now() >= deadline) return ETIMEDOUT;
     if (mutex->__data.__kind & kKindPrioInherit) lend_priority_to_holder(mutex);
-    auto wait = [&] { return wait_on_word(word, 2, &mutex->__data.__nusers, sched::WaitReason::kMutex, deadline); };
-    if (!self) {
-      wait();
-      continue;
-    }
-    // A signal's handler runs at once, as the fiber resumes, and the lock is tried again, as
-    // glibc's futex wait does. Not a cancellation point.
-    park_interruptibly(self, [&] { return wait() == WaitResult::kInterrupted; }, /*cancellable=*/false);
+    wait_on_word_or_signal(word, 2, &mutex->__data.__nusers, sched::WaitReason::kMutex, deadline);
   }
   return 0;
 }

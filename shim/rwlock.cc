@@ -87,8 +87,8 @@ int read_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
     ++s->readers_waiting;
     unsigned seen = s->read_seq;
     guard.unlock();
-    wait_on_word(reinterpret_cast<int*>(&s->read_seq), static_cast<int>(seen), &s->foreign_readers,
-                 sched::WaitReason::kRwlockRead, deadline);
+    wait_on_word_or_signal(reinterpret_cast<int*>(&s->read_seq), static_cast<int>(seen), &s->foreign_readers,
+                           sched::WaitReason::kRwlockRead, deadline);
     guard.lock();
     --s->readers_waiting;
   }
@@ -111,8 +111,8 @@ int write_lock(pthread_rwlock_t* rwlock, sched::Nanos deadline) {
     ++s->writers_waiting;
     unsigned seen = s->write_seq;
     guard.unlock();
-    auto r = wait_on_word(reinterpret_cast<int*>(&s->write_seq), static_cast<int>(seen), &s->foreign_writers,
-                          sched::WaitReason::kRwlockWrite, deadline);
+    auto r = wait_on_word_or_signal(reinterpret_cast<int*>(&s->write_seq), static_cast<int>(seen),
+                                    &s->foreign_writers, sched::WaitReason::kRwlockWrite, deadline);
     guard.lock();
     --s->writers_waiting;
     if (r == WaitResult::kTimedOut && !(!s->writer && s->readers == 0)) {

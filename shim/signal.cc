@@ -21,8 +21,9 @@
 // process (the router gives a process-directed signal to a fiber waiting for it, and wakes it).
 // A signal the program does not catch has no runtime handler: the kernel keeps it pending for the
 // process while every carrier blocks it, and a waiting fiber looks for it with a non-blocking
-// sigtimedwait on its carrier, again after 50 us, doubling up to 10 ms. They are cancellation
-// points, as in glibc.
+// sigtimedwait on its carrier, again after 50 us, doubling up to 10 ms. A handler for a signal
+// outside the set ends sigwaitinfo and sigtimedwait with EINTR (sigwait waits on, as glibc's
+// does). They are cancellation points, as in glibc.
 //
 // sigsuspend and pause park the fiber (with sigsuspend's mask meanwhile) until a handler ran in
 // it, then fail with EINTR; they are cancellation points. sigpending reports the signals pending
@@ -145,15 +146,25 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
     if (now >= deadline) break;  // -1, EAGAIN
     sched::Nanos until = deadline - now > recheck ? now + recheck : deadline;
     recheck = recheck * 2 < kLastRecheck ? recheck * 2 : kLastRecheck;
-    bool cancelled = arm_cancel(self);
+    // A handler for a signal outside the set ends the wait too (EINTR), as the kernel's does.
+    bool cancelled = arm_cancel(self, /*by_signals=*/true);
+    bool interrupted = false;
     if (!cancelled) {
-      cancelled = sched::parking_lot::park(&self->pending_signals, nothing_sent_yet, &wait, sched::WaitReason::kSignal,
-                                           until) == sched::parking_lot::ParkResult::kInterrupted;
+      interrupted = interrupting_signal_pending(self) ||
+                    sched::parking_lot::park(&self->pending_signals, nothing_sent_yet, &wait, sched::WaitReason::kSignal,
+                                             until) == sched::parking_lot::ParkResult::kInterrupted;
       disarm_cancel(self);
+      auto* state = static_cast<ThreadState*>(self->user_data);
+      cancelled = interrupted && state && cancel_due(state->cancel.load(std::memory_order_acquire));
     }
     if (cancelled) {
       sched::set_sigwait_set(self, 0);
       act_on_cancel(self);
+    }
+    if (interrupted && !(self->pending_signals.load(std::memory_order_acquire) & wait.wanted)) {
+      result = -1;  // the handler runs below
+      errno = EINTR;
+      break;
     }
   }
   int saved_errno = errno;

@@ -17,8 +17,8 @@
 //     takes it if it is the main fiber and accepts it, or if the main fiber does not and it does.
 //     Otherwise (the main fiber is elsewhere, no fiber runs here, or this one blocks it) it is held
 //     for the process (sched::hold_signal_for_process) and the router gives it to a fiber. One
-//     exception: a main fiber parked at a wait that signals do not end (an rwlock, a barrier, a
-//     futex) would run the handler only when woken, perhaps by a thread that waits for what the
+//     exception: a main fiber parked at a wait that signals do not end (one the runtime makes for
+//     itself) would run the handler only when woken, perhaps by a thread that waits for what the
 //     handler does; the signal then goes to another fiber that accepts it, if there is one.
 // On a thread glibc made itself (neither a fiber nor the runtime's), the kernel's choice stands.
 //
@@ -153,7 +153,10 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   uint64_t uc_before = low_word(&uc->uc_sigmask);
   void* carrier = self->carrier;
   set_thread_mask(self, before | block);
-  if (auto* state = static_cast<ThreadState*>(self->user_data)) ++state->handlers_run;
+  if (auto* state = static_cast<ThreadState*>(self->user_data)) {
+    ++state->handlers_run;
+    state->handler_restarts = app.sa_flags & SA_RESTART;
+  }
   // The tick signal's handler is never preempted (sched/preempt.h); others may be, like any code.
   bool tick = sig == sched::preempt::tick_signal();
   uintptr_t outer = tick ? sched::preempt::begin_app_handler(self, __builtin_frame_address(0)) : 0;

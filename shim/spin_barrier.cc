@@ -88,8 +88,8 @@ int pthread_barrier_wait(pthread_barrier_t* barrier) {
   }
   guard.unlock();
   while (__atomic_load_n(&b->current_round, __ATOMIC_ACQUIRE) == round) {
-    shim::wait_on_word(reinterpret_cast<int*>(&b->current_round), static_cast<int>(round), &b->foreign,
-                       sched::WaitReason::kBarrier, sched::kNoDeadline);
+    shim::wait_on_word_or_signal(reinterpret_cast<int*>(&b->current_round), static_cast<int>(round), &b->foreign,
+                                 sched::WaitReason::kBarrier, sched::kNoDeadline);
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "arch/raw_syscall.h"
+#include "shim/cancel.h"
 #include "shim/thread_state.h"
 
 namespace vthread::shim {
@@ -48,6 +49,21 @@ WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sche
   __atomic_fetch_sub(foreign_waiters, 1, __ATOMIC_SEQ_CST);
   if (r == -ETIMEDOUT) return WaitResult::kTimedOut;
   return r == -EAGAIN ? WaitResult::kValueChanged : WaitResult::kWoken;
+}
+
+WaitResult wait_on_word_or_signal(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
+                                  sched::Nanos deadline, uint32_t tag) {
+  sched::Fiber* self = sched::current();
+  if (!self) return wait_on_word(word, expected, foreign_waiters, reason, deadline, tag);
+  WaitResult result = WaitResult::kInterrupted;  // if a signal was pending before the park
+  park_interruptibly(
+      self,
+      [&] {
+        result = wait_on_word(word, expected, foreign_waiters, reason, deadline, tag);
+        return result == WaitResult::kInterrupted;
+      },
+      /*cancellable=*/false);
+  return result;
 }
 
 bool wake_word_one(int* word, const unsigned* foreign_waiters) {

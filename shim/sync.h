@@ -1,4 +1,4 @@
-// Helpers shared by the synchronization primitives (mutex.cc, cond.cc): waiting on a 32-bit word of
+// Helpers shared by the synchronization primitives (mutex.cc, cond.cc, rwlock.cc, ...): waiting on a 32-bit word of
 // a glibc object, the same way for fibers (the parking lot) and for threads that are not fibers
 // (the kernel futex), and thread identity for lock ownership.
 #ifndef VTHREAD_SHIM_SYNC_H_
@@ -20,7 +20,7 @@ constexpr sched::Nanos kTryOnly = INT64_MIN;
 constexpr sched::Nanos kSharedRecheck = 10 * 1000 * 1000;
 
 // What a wait on a word ended with.
-// kInterrupted: pthread_cancel ended the wait (only waits bracketed by arm_cancel, see cancel.h).
+// kInterrupted: pthread_cancel or a signal ended the wait (only waits armed for it, see cancel.h).
 enum class WaitResult { kWoken, kTimedOut, kValueChanged, kInterrupted };
 
 // Waits while *word == expected (checked atomically with going to sleep), until woken through
@@ -29,6 +29,13 @@ enum class WaitResult { kWoken, kTimedOut, kValueChanged, kInterrupted };
 // (futex bitsets). Spurious returns happen.
 WaitResult wait_on_word(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
                         sched::Nanos deadline, uint32_t tag = sched::parking_lot::kAnyTag);
+
+// wait_on_word for a wait that is no cancellation point but that a signal's handler interrupts, as
+// a futex wait is natively (locks, barriers, pthread_once, syscall futex waits): in a fiber, a
+// signal sent to it runs its handler at once, as it resumes (cancel.h), and the result is then
+// kInterrupted; the caller checks its condition again and waits again, as glibc's loops do.
+WaitResult wait_on_word_or_signal(int* word, int expected, unsigned* foreign_waiters, sched::WaitReason reason,
+                                  sched::Nanos deadline, uint32_t tag = sched::parking_lot::kAnyTag);
 
 // Wakes one (or all) waiters of `word`. Returns true if a fiber was woken.
 bool wake_word_one(int* word, const unsigned* foreign_waiters);

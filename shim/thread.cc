@@ -27,6 +27,7 @@
 #include "shim/entry.h"
 #include "shim/sched_attrs.h"
 #include "shim/settings.h"
+#include "shim/sync.h"
 #include "shim/thread_state.h"
 #include "shim/time_convert.h"
 #include "shim/unwind_guard.h"
@@ -119,10 +120,6 @@ int join_fiber(ShimEntry& entry, pthread_t handle, void** result, sched::Nanos d
 // __PTHREAD_ONCE_DONE = 2) so glibc's own inline checks agree with ours.
 constexpr int kOnceInProgress = 1;
 constexpr int kOnceDone = 2;
-
-bool once_in_progress(void* once) {
-  return __atomic_load_n(static_cast<int*>(once), __ATOMIC_ACQUIRE) == kOnceInProgress;
-}
 
 struct OnceUnwind {
   int* word;
@@ -310,7 +307,9 @@ int pthread_once(pthread_once_t* once, void (*init)(void)) {
       return 0;
     }
     if (entry.fiber()) {
-      sched::parking_lot::park(word, shim::once_in_progress, word, sched::WaitReason::kOnce, sched::kNoDeadline);
+      unsigned no_foreign_waiters = 0;  // they are woken by the futex call above in any case
+      shim::wait_on_word_or_signal(word, shim::kOnceInProgress, &no_foreign_waiters, sched::WaitReason::kOnce,
+                                   sched::kNoDeadline);
     } else {
       vthread::arch::raw_syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, shim::kOnceInProgress, nullptr);
     }

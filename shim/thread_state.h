@@ -57,6 +57,9 @@ struct ThreadState {
   // How many times a handler of the program ran in this thread (signal_route.cc): sigsuspend and
   // pause return once it moved. Only the thread itself touches it.
   uint32_t handlers_run;
+  // Whether the last of them asked for SA_RESTART: futex.cc then restarts the untimed wait it
+  // interrupted, as the kernel does. Only the thread itself touches it.
+  bool handler_restarts;
 };
 
 // The calling thread's state, created on first use; nullptr only if memory ran out. Before the

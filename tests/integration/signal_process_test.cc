@@ -2,8 +2,8 @@
 // does not block the signal, else a thread that does not. A thread parked in a wait that signals
 // interrupt (nanosleep, pause, sigsuspend) or blocked in read() wakes with EINTR after its handler
 // ran there, with the sender's siginfo, while other threads compute. A handler also runs at once
-// in a thread that waits for a mutex, a join or a condition variable, which then goes back to
-// waiting. A handler the main thread's wait would hold up (a futex) still runs at once.
+// in a thread that waits for a mutex, an rwlock, a barrier, pthread_once, a join or a condition
+// variable, which then goes back to waiting, and ends a futex wait with EINTR. A handler the main thread's wait would hold up (a futex) still runs at once.
 // (Part of the signal_test binary; the gtest main runs each test on the program's main thread.)
 #include <linux/futex.h>
 #include <pthread.h>
@@ -312,6 +312,199 @@ TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsOnAConditionThatThenSig
   EXPECT_EQ(g_identity, 9);
   EXPECT_FALSE(returned_early);
   EXPECT_EQ(wait_result, 0);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAReadLockWhichItThenTakes) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  ASSERT_EQ(pthread_rwlock_wrlock(&lock), 0);
+  std::atomic<bool> locked{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_rwlock_rdlock(&lock);
+    locked = true;
+    pthread_rwlock_unlock(&lock);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool locked_early = locked;
+  ASSERT_EQ(pthread_rwlock_unlock(&lock), 0);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the read lock";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(locked_early);
+  EXPECT_TRUE(locked);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAWriteLockWhichItThenTakes) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  ASSERT_EQ(pthread_rwlock_rdlock(&lock), 0);
+  std::atomic<bool> locked{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_rwlock_wrlock(&lock);
+    locked = true;
+    pthread_rwlock_unlock(&lock);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool locked_early = locked;
+  ASSERT_EQ(pthread_rwlock_unlock(&lock), 0);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the write lock";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_FALSE(locked_early);
+  EXPECT_TRUE(locked);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsAtABarrierWhichThenOpens) {
+  pthread_barrier_t barrier;
+  ASSERT_EQ(pthread_barrier_init(&barrier, nullptr, 2), 0);
+  std::atomic<bool> passed{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_barrier_wait(&barrier);
+    passed = true;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool passed_early = passed;
+  pthread_barrier_wait(&barrier);
+  waiter.join();
+  ASSERT_EQ(pthread_barrier_destroy(&barrier), 0);
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the barrier";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(passed_early);
+  EXPECT_TRUE(passed);
+}
+
+pthread_once_t g_once = PTHREAD_ONCE_INIT;
+std::atomic<bool> g_init_may_end{false};
+std::atomic<int> g_inits{0};
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAnotherThreadsPthreadOnce) {
+  std::thread initializer([] {
+    pthread_once(&g_once, [] {
+      g_inits++;
+      while (!g_init_may_end) usleep(1000);
+    });
+  });
+  while (g_inits == 0) usleep(1000);
+  std::atomic<bool> returned{false};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    pthread_once(&g_once, [] { g_inits++; });
+    returned = true;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  bool returned_early = returned;
+  g_init_may_end = true;
+  initializer.join();
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for pthread_once";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_FALSE(returned_early);
+  EXPECT_EQ(g_inits, 1);
+}
+
+// A futex wait a handler interrupts fails with EINTR, as the kernel's does after a handler that
+// is not SA_RESTART (this one is not).
+TEST_F(ProcessSignalTest, AHandlerEndsItsThreadsFutexWaitWithEintr) {
+  static std::atomic<int> word{0};
+  word = 0;
+  std::atomic<long> result{0};
+  std::atomic<int> error{0};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    result = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+    error = errno;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  if (g_calls == 0) {  // unstick it to end the test
+    word = 1;
+    syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the futex wait";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(error, EINTR);
+}
+
+// A handler for a signal outside the set ends sigtimedwait with EINTR; sigwait waits on.
+TEST_F(ProcessSignalTest, AHandlerForAnotherSignalEndsSigtimedwaitWithEintr) {
+  std::atomic<int> result{0};
+  std::atomic<int> error{0};
+  std::thread waiter([&] {
+    t_identity = 9;
+    sigset_t wanted = Only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
+    g_ready = true;
+    timespec five_s = {5, 0};
+    result = sigtimedwait(&wanted, nullptr, &five_s);
+    error = errno;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for sigtimedwait";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(g_identity, 9);
+  EXPECT_EQ(result, -1);
+  EXPECT_EQ(error, EINTR);
+}
+
+TEST_F(ProcessSignalTest, AHandlerForAnotherSignalLeavesSigwaitWaiting) {
+  std::atomic<int> got{0};
+  std::thread waiter([&] {
+    t_identity = 9;
+    sigset_t wanted = Only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &wanted, nullptr);
+    g_ready = true;
+    int sig = 0;
+    if (sigwait(&wanted, &sig) == 0) got = sig;
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  usleep(20 * 1000);
+  int early = got;
+  ASSERT_EQ(pthread_kill(waiter.native_handle(), SIGUSR2), 0);
+  waiter.join();
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for sigwait";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(early, 0);
+  EXPECT_EQ(got, SIGUSR2);
+}
+
+// With an SA_RESTART handler the kernel restarts an untimed futex wait: it ends when woken.
+TEST_F(ProcessSignalTest, AnSaRestartHandlerLeavesItsThreadsUntimedFutexWaitWaiting) {
+  struct sigaction restarting = {}, plain;
+  restarting.sa_sigaction = OnUsr1;
+  restarting.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&restarting.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &restarting, &plain), 0);
+  static std::atomic<int> word{0};
+  word = 0;
+  std::atomic<long> result{-2};
+  std::thread waiter([&] {
+    t_identity = 9;
+    g_ready = true;
+    result = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+  });
+  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
+  usleep(20 * 1000);
+  long early = result;
+  word = 1;
+  syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  waiter.join();
+  ASSERT_EQ(sigaction(SIGUSR1, &plain, nullptr), 0);
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the futex wait";
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(early, -2) << "the wait returned after the handler";
+  EXPECT_EQ(result, 0);
 }
 
 }  // namespace
