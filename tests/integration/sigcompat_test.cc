@@ -180,7 +180,11 @@ TEST_F(SigCompat, SigpauseWaitsForTheHandler) {
   EXPECT_NE(ok, nullptr);
 }
 
+// glibc 2.36's own sigstack passes an uninitialized size to sigaltstack (it fails with ENOMEM or
+// sets a stack of any size, often one that seems to hold the caller's frame): only the pointer can
+// be checked natively.
 TEST_F(SigCompat, SigstackSetsTheThreadsAlternateStack) {
+  if (!vthread_test::ExpectFibers()) GTEST_SKIP() << "glibc's sigstack sets a garbage size";
   pthread_t t;
   ASSERT_EQ(pthread_create(&t, nullptr,
                            [](void*) -> void* {
@@ -188,7 +192,8 @@ TEST_F(SigCompat, SigstackSetsTheThreadsAlternateStack) {
                              struct sigstack set = {mem, 0}, old = {nullptr, 1};
                              bool ok = sigstack(&set, &old) == 0 && old.ss_onstack == 0;
                              stack_t now;
-                             ok = ok && sigaltstack(nullptr, &now) == 0 && now.ss_sp == mem && now.ss_flags == 0;
+                             ok = ok && sigaltstack(nullptr, &now) == 0 && now.ss_sp == mem && now.ss_flags == 0 &&
+                                  now.ss_size == 8192;
                              stack_t off = {};
                              off.ss_flags = SS_DISABLE;
                              sigaltstack(&off, nullptr);
