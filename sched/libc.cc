@@ -42,6 +42,7 @@ VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
 VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
+VTHREAD_REAL(int, pthread_sigqueue, (pthread_t thread, int sig, const union sigval value), (thread, sig, value))
 VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old_action),
              (sig, action, old_action))
 VTHREAD_REAL(sighandler_t, signal, (int sig, sighandler_t handler), (sig, handler))

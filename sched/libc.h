@@ -71,6 +71,7 @@ int pthread_getschedparam(pthread_t thread, int* policy, struct sched_param* par
 int pthread_setschedparam(pthread_t thread, int policy, const struct sched_param* param);
 int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
+int pthread_sigqueue(pthread_t thread, int sig, const union sigval value);
 int sigaction(int sig, const struct sigaction* action, struct sigaction* old_action);
 sighandler_t signal(int sig, sighandler_t handler);
 int sigprocmask(int how, const sigset_t* set, sigset_t* old_set);

@@ -2,8 +2,9 @@
 // and sigpending. (sigaction.cc keeps the program's dispositions; signal_route.cc is the runtime's
 // handler, which gives process-directed signals to fibers.)
 //
-// pthread_kill. glibc's would read a fiber's handle as its own thread descriptor and signal
-// whatever kernel thread id it found there. A signal for another fiber is kept pending on it and
+// pthread_kill and pthread_sigqueue. glibc's would read a fiber's handle as its own thread
+// descriptor and signal whatever kernel thread id it found there (pthread_sigqueue's siginfo, with
+// its value, travels with the signal). A signal for another fiber is kept pending on it and
 // raised on its carrier when it next runs and does not block it (sched::post_signal), so the
 // handler runs on that fiber's stack, in that fiber, as with a thread-directed signal; one for the
 // calling fiber is raised at once if it does not block it. One for a fiber running on another
@@ -205,6 +206,30 @@ int suspend(sched::Fiber* self, const sigset_t* mask) {
   return -1;
 }
 
+// pthread_kill and pthread_sigqueue to fiber `target` (`info`: the sender's siginfo, or nullptr
+// for a tgkill's), from fiber `self` or a thread that is none (nullptr).
+int send_to_fiber(sched::Fiber* self, sched::Fiber* target, int sig, const siginfo_t* info) {
+  if (sig < 0 || sig >= NSIG) return EINVAL;
+  if (sched::state_of(target->sched_word.load(std::memory_order_acquire)) == sched::FiberState::kExited) {
+    return 0;  // as glibc: a thread that exited but was not joined yet still accepts signals
+  }
+  if (sig == 0) return 0;
+  // glibc refuses the signals it uses itself (SIGCANCEL, SIGSETXID).
+  if (sig == __SIGRTMIN || sig == __SIGRTMIN + 1) return EINVAL;
+  sched::post_signal(target, sig, info);
+  if (target == self) {
+    sched::deliver_pending_signals(target);  // at once, unless blocked
+  } else if (target->sigwait_set.load(std::memory_order_seq_cst) & sig_bit(sig)) {
+    sched::parking_lot::unpark_all(&target->pending_signals);
+  } else if (!(sched::blocked_signals(target) & sig_bit(sig))) {
+    // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
+    // ends early, which sleeps and semaphore waits report as EINTR, and the others retry.)
+    if (interrupts_waits(sig)) interrupt_park_for_signal(target);
+    sched::hurry_signal(target, sig);  // running elsewhere: its carrier is kicked
+  }
+  return 0;
+}
+
 }  // namespace
 
 uint64_t thread_mask(const sched::Fiber* self) { return sched::blocked_signals(self); }
@@ -243,25 +268,26 @@ int pthread_kill(pthread_t thread, int sig) {
     if (sched::started() && sched::FiberTable::in_range(thread)) return ESRCH;  // an exited fiber
     return libc::pthread_kill(thread, sig);
   }
-  if (sig < 0 || sig >= NSIG) return EINVAL;
-  if (sched::state_of(target->sched_word.load(std::memory_order_acquire)) == sched::FiberState::kExited) {
-    return 0;  // as glibc: a thread that exited but was not joined yet still accepts signals
+  return shim::send_to_fiber(entry.fiber(), target, sig, nullptr);
+}
+
+// glibc's sends with rt_tgsigqueueinfo to the kernel thread id in the target's TCB, which for a
+// fiber names no thread (ESRCH).
+int pthread_sigqueue(pthread_t thread, int sig, const union sigval value) {
+  ShimEntry entry("pthread_sigqueue");
+  sched::Fiber* target = shim::fiber_of(thread);
+  if (!target) {
+    if (sched::started() && sched::FiberTable::in_range(thread)) return ESRCH;
+    return libc::pthread_sigqueue(thread, sig, value);
   }
-  if (sig == 0) return 0;
-  // glibc refuses the signals it uses itself (SIGCANCEL, SIGSETXID).
-  if (sig == __SIGRTMIN || sig == __SIGRTMIN + 1) return EINVAL;
-  sched::post_signal(target, sig);
-  if (target == entry.fiber()) {
-    sched::deliver_pending_signals(target);  // at once, unless blocked
-  } else if (target->sigwait_set.load(std::memory_order_seq_cst) & shim::sig_bit(sig)) {
-    sched::parking_lot::unpark_all(&target->pending_signals);
-  } else if (!(sched::blocked_signals(target) & shim::sig_bit(sig))) {
-    // (A racy read of the target's mask: if it blocks the signal just after, the wait it is in
-    // ends early, which sleeps and semaphore waits report as EINTR, and the others retry.)
-    if (shim::interrupts_waits(sig)) shim::interrupt_park_for_signal(target);
-    sched::hurry_signal(target, sig);  // running elsewhere: its carrier is kicked
-  }
-  return 0;
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  info.si_signo = sig;
+  info.si_code = SI_QUEUE;
+  info.si_pid = getpid();
+  info.si_uid = getuid();
+  info.si_value = value;
+  return shim::send_to_fiber(entry.fiber(), target, sig, &info);
 }
 
 int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {

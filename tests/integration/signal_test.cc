@@ -264,6 +264,60 @@ TEST_F(SignalTest, SigtimedwaitReportsTheSenderAndTimesOut) {
   EXPECT_EQ(sender, getpid());
 }
 
+// pthread_sigqueue: the handler runs in the target with SI_QUEUE, the sender and the value; a
+// thread that blocks the signal gets the same from sigwaitinfo.
+std::atomic<int> g_queued_code{0}, g_queued_value{0}, g_queued_identity{0};
+void OnQueued(int, siginfo_t* info, void*) {
+  g_queued_code = info->si_code;
+  g_queued_value = info->si_value.sival_int;
+  g_queued_identity = t_identity;
+}
+
+TEST_F(SignalTest, PthreadSigqueueCarriesItsValueToTheThread) {
+  struct sigaction action = {}, old;
+  action.sa_sigaction = OnQueued;
+  action.sa_flags = SA_SIGINFO;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  g_queued_code = 0;
+  Target target;
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, nullptr, WaitUntilStopped, &target), 0);
+  while (!target.ready) usleep(100);
+  union sigval value;
+  value.sival_int = 4242;
+  ASSERT_EQ(pthread_sigqueue(thread, SIGUSR2, value), 0);
+  for (int i = 0; i < 5000 && g_queued_code == 0; ++i) usleep(200);
+  EXPECT_EQ(pthread_sigqueue(thread, -1, value), EINVAL);
+  target.stop = true;
+  ASSERT_EQ(pthread_join(thread, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_EQ(g_queued_code.load(), SI_QUEUE);
+  EXPECT_EQ(g_queued_value.load(), 4242);
+  EXPECT_EQ(g_queued_identity.load(), 77);
+
+  std::atomic<bool> ready{false};
+  std::atomic<int> got{-1}, code{0}, carried{0}, sender{0};
+  std::thread waiter([&] {
+    sigset_t usr2 = Only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, nullptr);
+    ready = true;
+    siginfo_t info;
+    got = sigwaitinfo(&usr2, &info);
+    code = info.si_code;
+    carried = info.si_value.sival_int;
+    sender = info.si_pid;
+  });
+  while (!ready) sched_yield();
+  value.sival_int = 99;
+  ASSERT_EQ(pthread_sigqueue(waiter.native_handle(), SIGUSR2, value), 0);
+  waiter.join();
+  EXPECT_EQ(got, SIGUSR2);
+  EXPECT_EQ(code, SI_QUEUE);
+  EXPECT_EQ(carried, 99);
+  EXPECT_EQ(sender, getpid());
+}
+
 // ---- EINTR --------------------------------------------------------------------------------------
 
 // Runs `wait` in a thread (up to 5 times, until it reports EINTR) while this thread sends SIGUSR1
