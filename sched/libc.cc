@@ -42,6 +42,16 @@ VTHREAD_REAL(int, pthread_create, (pthread_t* thread, const pthread_attr_t* attr
              (thread, attr, start, arg))
 VTHREAD_REAL(int, pthread_join, (pthread_t thread, void** result), (thread, result))
 VTHREAD_REAL(int, pthread_kill, (pthread_t thread, int sig), (thread, sig))
+void siglongjmp(sigjmp_buf env, int value) {
+  static std::atomic<void*> slot{nullptr};
+  reinterpret_cast<void (*)(sigjmp_buf, int)>(resolve(slot, "siglongjmp"))(env, value);
+  __builtin_unreachable();
+}
+void longjmp_chk(jmp_buf env, int value) {
+  static std::atomic<void*> slot{nullptr};
+  reinterpret_cast<void (*)(jmp_buf, int)>(resolve(slot, "__longjmp_chk"))(env, value);
+  __builtin_unreachable();
+}
 VTHREAD_REAL(int, pthread_sigqueue, (pthread_t thread, int sig, const union sigval value), (thread, sig, value))
 VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old_action),
              (sig, action, old_action))

@@ -97,6 +97,10 @@ int change_setting(ThreadState* state, const stack_t& set, uintptr_t sp) {
 
 }  // namespace
 
+bool on_thread_altstack(const sched::Fiber* self, uintptr_t sp) {
+  return on_sig_stack(setting_of(static_cast<const ThreadState*>(self->user_data)), sp);
+}
+
 void call_program_handler(sched::Fiber* self, bool onstack, ucontext_t* uc, void (*handler)(void*), void* arg) {
   auto* state = static_cast<ThreadState*>(self->user_data);
   auto interrupted_sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);

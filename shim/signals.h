@@ -68,6 +68,9 @@ void reset_routing_after_fork();
 // setting, as the kernel saves it, and what the handler leaves there is its setting afterwards.
 void call_program_handler(sched::Fiber* self, bool onstack, ucontext_t* uc, void (*handler)(void*), void* arg);
 
+// Whether `sp` is on the alternate stack `self`'s thread set (the kernel's on_sig_stack()).
+bool on_thread_altstack(const sched::Fiber* self, uintptr_t sp);
+
 // ---- signal.cc ----
 
 // The calling fiber's signal mask as the program sees it (the tick signal included), and setting

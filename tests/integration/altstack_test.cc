@@ -3,6 +3,7 @@
 // disturbed by other threads' signals. The threads here do what Rust's standard library does in
 // every thread: set aside a stack at start, disarm and unmap it at exit.
 #include <pthread.h>
+#include <setjmp.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -440,6 +441,48 @@ TEST(Altstack, HandlersOnItMayWaitWhileOtherThreadsRunTheirs) {
   ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_EQ(g_waiting_corrupted.load(), 0);
   EXPECT_EQ(g_waiting_handled.load(), kThreads * kSignals);
+}
+
+// A handler on the thread's alternate stack that leaves by longjmp, as built with _FORTIFY_SOURCE
+// (__longjmp_chk): glibc lets the jump go up to a lower address only from an alternate stack.
+// The alternate stack is on the main thread's stack, above any other thread's.
+extern "C" void __longjmp_chk(struct __jmp_buf_tag* env, int value);
+sigjmp_buf g_jump;
+void JumpingHandler(int) { __longjmp_chk(g_jump, 1); }
+
+TEST(Altstack, AFortifiedLongjmpLeavesAHandlerOnIt) {
+  alignas(16) char in_main[kAltSize];
+  struct sigaction action = {}, old;
+  action.sa_handler = JumpingHandler;
+  action.sa_flags = SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr,
+                           [](void* stack) -> void* {
+                             stack_t set = {};
+                             set.ss_sp = stack;
+                             set.ss_size = kAltSize;
+                             if (sigaltstack(&set, nullptr) != 0) return nullptr;
+                             void* result = nullptr;
+                             if (sigsetjmp(g_jump, 1) == 0) {
+                               pthread_kill(pthread_self(), SIGUSR2);
+                             } else {
+                               sigset_t now;
+                               pthread_sigmask(SIG_SETMASK, nullptr, &now);
+                               if (!sigismember(&now, SIGUSR2)) result = &g_jump;
+                             }
+                             stack_t off = {};
+                             off.ss_flags = SS_DISABLE;
+                             sigaltstack(&off, nullptr);
+                             return result;
+                           },
+                           in_main),
+            0);
+  void* jumped;
+  ASSERT_EQ(pthread_join(t, &jumped), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_NE(jumped, nullptr) << "no jump, or SIGUSR2 left blocked";
 }
 
 TEST(Altstack, BadArgumentsGetTheKernelsErrors) {

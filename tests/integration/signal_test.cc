@@ -9,6 +9,7 @@
 // and the process's, not another thread's. (signal_process_test.cc, in the same binary: signals
 // sent to the process, and handlers run during mutex, join and condition waits.)
 #include <pthread.h>
+#include <setjmp.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -316,6 +317,43 @@ TEST_F(SignalTest, PthreadSigqueueCarriesItsValueToTheThread) {
   EXPECT_EQ(code, SI_QUEUE);
   EXPECT_EQ(carried, 99);
   EXPECT_EQ(sender, getpid());
+}
+
+// siglongjmp out of a handler to a sigsetjmp(env, 1) restores the mask it saved (the signal
+// unblocked again), every time, in a thread that may move between carriers.
+sigjmp_buf g_back;
+std::atomic<int> g_jumps{0};
+void OnUsr1JumpBack(int) {
+  g_jumps++;
+  siglongjmp(g_back, 1);
+}
+
+TEST_F(SignalTest, SiglongjmpOutOfAHandlerRestoresTheSavedMask) {
+  struct sigaction action = {}, old;
+  action.sa_handler = OnUsr1JumpBack;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  g_jumps = 0;
+  std::atomic<int> unblocked_after{0};
+  std::thread jumper([&] {
+    for (int i = 0; i < 5; ++i) {
+      if (sigsetjmp(g_back, 1) == 0) {
+        if (i % 2) {
+          raise(SIGUSR1);
+        } else {
+          pthread_kill(pthread_self(), SIGUSR1);
+        }
+      }
+      sched_yield();
+      sigset_t now;
+      pthread_sigmask(SIG_SETMASK, nullptr, &now);
+      if (!sigismember(&now, SIGUSR1)) unblocked_after++;
+    }
+  });
+  jumper.join();
+  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
+  EXPECT_EQ(g_jumps.load(), 5);
+  EXPECT_EQ(unblocked_after.load(), 5);
 }
 
 // ---- EINTR --------------------------------------------------------------------------------------
