@@ -40,6 +40,7 @@ struct alignas(64) Carrier {
   char* loop_tp = nullptr;                  // the carrier context's TCB (per-fiber TLS only)
   Fiber* current = nullptr;
   uint64_t applied_sigmask = 0;             // this thread's kernel signal mask, as last set
+  Fiber* last_fiber = nullptr;              // the fiber that last ran here (signals.cc)
   // Signals (signals.cc): the signal being raised here for the running fiber (0: none), and those
   // this thread was sent kicks of, drained if a fiber that blocks them runs here next.
   std::atomic<int> delivering{0};
@@ -162,6 +163,10 @@ void apply_signal_mask(Fiber* self);
 // On a switch to `self` when kicks were sent to carrier `c`: takes back those `self` blocks, which
 // would otherwise stay pending on the thread.
 void drain_kicks(Carrier* c, Fiber* self);
+// Before fiber `self` unblocks on carrier `c` the signals `opened` that the mask applied there
+// blocks: takes those pending on the carrier's kernel thread, which the kernel would otherwise give
+// `self`, and gives them to whom they are for.
+void reclaim_carrier_signals(Carrier* c, Fiber* self, uint64_t opened);
 // The monitor thread's part (signals.cc): at its start, blocks every signal; every period, takes
 // from the kernel the process's pending signals that some fiber accepts and runs the router when
 // asked. It leaves those signals unblocked while it sleeps, and does not sleep while

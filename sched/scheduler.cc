@@ -254,7 +254,11 @@ void apply_signal_mask(Fiber* self) {
 // was sent to it meanwhile.
 static inline void resume_signals(Fiber* self) {
   Carrier* c = self->carrier;
-  if (__builtin_expect(self->sigmask != c->applied_sigmask, 0)) apply_signal_mask(self);
+  if (__builtin_expect(self->sigmask != c->applied_sigmask, 0)) {
+    if (uint64_t opened = c->applied_sigmask & ~self->sigmask) reclaim_carrier_signals(c, self, opened);
+    apply_signal_mask(self);
+  }
+  c->last_fiber = self;
   if (__builtin_expect(c->kicked_signals.load(std::memory_order_relaxed) != 0, 0)) drain_kicks(c, self);
   if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
 }

@@ -281,6 +281,7 @@ void set_signal_mask(Fiber* self, uint64_t mask) {
   self->sigmask = mask;
   recount_refusers(before, refused(self));
   if (mask != self->carrier->applied_sigmask) {
+    if (uint64_t opened = self->carrier->applied_sigmask & ~mask) reclaim_carrier_signals(self->carrier, self, opened);
     self->unmasking = true;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     apply_signal_mask(self);
@@ -379,6 +380,40 @@ void drain_kicks(Carrier* c, Fiber* self) {
     if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) == sig && !is_kick(&info)) {
       hold_signal_for_process(sig, &info);
     }
+  }
+}
+
+// A signal the kernel queued on a carrier's own thread: sent by the process to the thread that ran
+// (raise, tgkill) or by the kernel to the writer (SIGPIPE, SIGXFSZ).
+bool sent_to_carrier_thread(int sig, const siginfo_t* info) {
+  if (info->si_pid != pid()) return false;
+  return info->si_code == SI_TKILL || ((sig == SIGPIPE || sig == SIGXFSZ) && info->si_code == SI_USER);
+}
+
+bool alive(const Fiber* f) {
+  FiberState state = state_of(f->sched_word.load(std::memory_order_acquire));
+  return f->magic == kFiberMagic && state != FiberState::kFree && state != FiberState::kExited;
+}
+
+void reclaim_carrier_signals(Carrier* c, Fiber* self, uint64_t opened) {
+  uint64_t pending = 0;
+  if (arch::raw_syscall(SYS_rt_sigpending, &pending, sizeof pending) != 0) return;
+  pending &= opened;
+  // Queued on this thread while a fiber that blocked it ran here; the last one is the best guess
+  // (the fiber that raised it or wrote to the closed pipe, unless another with the same mask ran
+  // after it). One sent to the process goes back to the process, for the router.
+  Fiber* owner = c->last_fiber;
+  for (int sig = 1; pending; ++sig, pending >>= 1) {
+    if (!(pending & 1)) continue;
+    uint64_t only = bit_of(sig);
+    struct timespec no_wait = {0, 0};
+    siginfo_t info;
+    if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) != sig || is_kick(&info)) continue;
+    if (!sent_to_carrier_thread(sig, &info)) {
+      hold_signal_for_process(sig, &info);
+    } else if (owner && alive(owner)) {
+      post_signal(owner, sig, &info);  // self, if it is the one unblocking: delivered as it goes on
+    }  // else the thread it was for is gone, and so is the signal, as natively
   }
 }
 

@@ -290,6 +290,20 @@ int pthread_sigqueue(pthread_t thread, int sig, const union sigval value) {
   return shim::send_to_fiber(entry.fiber(), target, sig, &info);
 }
 
+// glibc's raise tgkills the carrier's kernel thread: a signal the fiber blocks would stay pending
+// there, for whichever fiber unblocks it on that carrier next.
+int raise(int sig) {
+  ShimEntry entry("raise");
+  // (glibc's own two signals go to glibc, which sends them where raise always did.)
+  if (!entry.fiber() || sig == __SIGRTMIN || sig == __SIGRTMIN + 1) return libc::raise(sig);
+  int err = shim::send_to_fiber(entry.fiber(), entry.fiber(), sig, nullptr);
+  if (err == 0) return 0;
+  errno = err;
+  return -1;
+}
+
+int gsignal(int sig) { return raise(sig); }
+
 int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
   ShimEntry entry("pthread_sigmask");
   if (!entry.fiber()) return libc::pthread_sigmask(how, set, old);

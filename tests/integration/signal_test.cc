@@ -356,6 +356,63 @@ TEST_F(SignalTest, SiglongjmpOutOfAHandlerRestoresTheSavedMask) {
   EXPECT_EQ(unblocked_after.load(), 5);
 }
 
+// Signals the kernel queues on the thread that caused them, while that thread blocks them, stay
+// with it: raise(), and the SIGPIPE of a write to a closed pipe. Under vthread another thread runs
+// on the same carrier meanwhile (with one carrier, always) and does not block them.
+std::atomic<int> g_caught{0}, g_caught_identity{0};
+void OnCaught(int) {
+  g_caught_identity = t_identity;
+  g_caught++;
+}
+
+void ExpectTheBlockingThreadGetsIt(int sig, const std::function<void()>& cause) {
+  struct sigaction action = {}, old;
+  action.sa_handler = OnCaught;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(sig, &action, &old), 0);
+  g_caught = 0;
+  std::atomic<int> phase{0}, caught_while_blocked{-1};
+  std::thread cause_it([&] {
+    t_identity = 5;
+    sigset_t only = Only(sig);
+    pthread_sigmask(SIG_BLOCK, &only, nullptr);
+    cause();
+    phase = 1;
+    while (phase < 2) sched_yield();
+    caught_while_blocked = g_caught.load();
+    pthread_sigmask(SIG_UNBLOCK, &only, nullptr);
+  });
+  std::thread bystander([&] {
+    t_identity = 6;
+    while (phase < 1) sched_yield();
+    for (int i = 0; i < 50; ++i) {
+      sched_yield();
+      usleep(100);
+    }
+    phase = 2;
+  });
+  cause_it.join();
+  bystander.join();
+  ASSERT_EQ(sigaction(sig, &old, nullptr), 0);
+  EXPECT_EQ(caught_while_blocked.load(), 0);
+  EXPECT_EQ(g_caught.load(), 1);
+  EXPECT_EQ(g_caught_identity.load(), 5) << "the handler ran in another thread";
+}
+
+TEST_F(SignalTest, ARaiseTheThreadBlocksStaysWithIt) {
+  ExpectTheBlockingThreadGetsIt(SIGUSR2, [] { raise(SIGUSR2); });
+}
+
+TEST_F(SignalTest, ASigpipeTheThreadBlocksStaysWithIt) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  close(fds[0]);
+  ExpectTheBlockingThreadGetsIt(SIGPIPE, [&] {
+    if (write(fds[1], "x", 1) != -1 || errno != EPIPE) ADD_FAILURE() << "no EPIPE";
+  });
+  close(fds[1]);
+}
+
 // ---- EINTR --------------------------------------------------------------------------------------
 
 // Runs `wait` in a thread (up to 5 times, until it reports EINTR) while this thread sends SIGUSR1
