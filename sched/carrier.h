@@ -163,6 +163,8 @@ void apply_signal_mask(Fiber* self);
 // On a switch to `self` when kicks were sent to carrier `c`: takes back those `self` blocks, which
 // would otherwise stay pending on the thread.
 void drain_kicks(Carrier* c, Fiber* self);
+// Sends carrier `c`'s thread a kick of `sig` (see signals.cc).
+void send_kick(Carrier* c, int sig);
 // Before fiber `self` unblocks on carrier `c` the signals `opened` that the mask applied there
 // blocks: takes those pending on the carrier's kernel thread, which the kernel would otherwise give
 // `self`, and gives them to whom they are for.

@@ -143,7 +143,7 @@ Nanos cpu_time(const Fiber* fiber);
 // Async-signal-safe.
 void post_signal(Fiber* target, int sig, const siginfo_t* info = nullptr);
 // Raises the calling fiber's pending signals that it does not block, on its carrier.
-void deliver_pending_signals(Fiber* self);
+void deliver_pending_signals(Fiber* self, uint64_t held = 0);  // (`held`: leave these pending)
 // Raises `sig` on the calling fiber's carrier, with `info` if its si_signo is set, else as by
 // tgkill (sigwait: the fiber blocks it, so it stays pending on the carrier for sigtimedwait).
 void raise_signal(Fiber* self, int sig, const siginfo_t* info);
@@ -151,6 +151,15 @@ void raise_signal(Fiber* self, int sig, const siginfo_t* info);
 // carrier (all but the tick signal: Fiber::app_blocks_tick), and raises the pending signals it
 // unblocks, its own and the process's, before returning, as sigprocmask does.
 void set_signal_mask(Fiber* self, uint64_t mask);
+// The same at the end of a handler of the program: the kernel keeps `held` (what the handler's
+// call blocked) blocked until rt_sigreturn pops the handler's frame and installs `mask` from the
+// ucontext, as natively; pending signals of `held` are raised after that, the others now.
+void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held);
+// The runtime's handler of `sig` was entered in `self`, the kernel blocking `sig` on the carrier
+// until it returns; and it is left: rt_sigreturn will install `*installed`, made the fiber's mask,
+// on the carrier the fiber is on now. Async-signal-safe.
+void enter_signal_handler(Fiber* self, int sig);
+void leave_signal_handler(Fiber* self, sigset_t* installed);
 // Sets the signals the calling fiber waits for in sigwait (Fiber::sigwait_set).
 void set_sigwait_set(Fiber* self, uint64_t wanted);
 // Counts the mask of a fiber the runtime did not spawn (the main fiber, when the shim takes over

@@ -172,6 +172,9 @@ void raise_here(Fiber* self, int sig, const siginfo_t* info, bool delivered) {
   constexpr int kMaxRaises = 8;  // each retry needs another instance queued in the same instant
   for (int raises = 0; raises < kMaxRaises; ++raises) {
     Carrier* c = self->carrier;
+    // Inside the runtime's handler of this very signal (a kick of it), which the kernel blocks
+    // until it returns: the raise is delivered then, and takes the note then.
+    bool after_this_handler = delivered && (c->applied_sigmask & bit_of(sig));
     c->delivering.store(sig, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (info && info->si_signo) {
@@ -179,6 +182,7 @@ void raise_here(Fiber* self, int sig, const siginfo_t* info, bool delivered) {
     } else {
       arch::raw_syscall(SYS_tgkill, pid(), c->tid, sig);
     }
+    if (after_this_handler) return;
     // A handler that parked may have moved us: this carrier's note is ours, or 0.
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (self->carrier->delivering.exchange(0, std::memory_order_relaxed) != sig || !delivered) return;
@@ -240,13 +244,13 @@ void post_signal(Fiber* target, int sig, const siginfo_t* info) {
   target->pending_signals.fetch_or(bit_of(sig), std::memory_order_seq_cst);
 }
 
-void deliver_pending_signals(Fiber* self) {
+void deliver_pending_signals(Fiber* self, uint64_t held) {
   int saved_errno = errno;
   for (;;) {
     // Blocked ones, and those a sigwait is waiting for, stay pending. One at a time, lowest first:
     // a handler may change what is pending and blocked.
-    uint64_t held = blocked_signals(self) | self->sigwait_set.load(std::memory_order_relaxed);
-    uint64_t ready = self->pending_signals.load(std::memory_order_acquire) & ~held;
+    uint64_t kept = held | blocked_signals(self) | self->sigwait_set.load(std::memory_order_relaxed);
+    uint64_t ready = self->pending_signals.load(std::memory_order_acquire) & ~kept;
     if (!ready) break;
     int sig = __builtin_ctzll(ready) + 1;
     siginfo_t info;
@@ -269,7 +273,9 @@ uint64_t kernel_signal_mask() {
   return mask;
 }
 
-void set_signal_mask(Fiber* self, uint64_t mask) {
+// set_signal_mask's part before raising: records `mask` as the fiber's and gives the carrier's
+// thread `mask | held`. Returns the mask the carrier has.
+uint64_t record_signal_mask(Fiber* self, uint64_t mask, uint64_t held) {
   uint64_t before = refused(self);
   // The tick signal is never blocked on a carrier (preemption needs it): the program's wish to
   // block it is kept aside (Fiber::app_blocks_tick).
@@ -280,18 +286,47 @@ void set_signal_mask(Fiber* self, uint64_t mask) {
   }
   self->sigmask = mask;
   recount_refusers(before, refused(self));
-  if (mask != self->carrier->applied_sigmask) {
-    if (uint64_t opened = self->carrier->applied_sigmask & ~mask) reclaim_carrier_signals(self->carrier, self, opened);
+  Carrier* c = self->carrier;
+  uint64_t kernel = mask | held;
+  if (kernel != c->applied_sigmask) {
+    if (uint64_t opened = c->applied_sigmask & ~kernel) reclaim_carrier_signals(c, self, opened);
     self->unmasking = true;
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    apply_signal_mask(self);
+    arch::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &kernel, nullptr, sizeof kernel);
+    c->applied_sigmask = kernel;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     self->unmasking = false;
   }
   // Published before looking at the process's set (see the top).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   take_process_signals(self, ~blocked_signals(self));
+  return kernel;
+}
+
+void set_signal_mask(Fiber* self, uint64_t mask) {
+  record_signal_mask(self, mask, 0);
   if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
+}
+
+void enter_signal_handler(Fiber* self, int sig) { self->carrier->applied_sigmask |= bit_of(sig); }
+
+void leave_signal_handler(Fiber* self, sigset_t* installed) {
+  memcpy(installed, &self->sigmask, sizeof self->sigmask);
+  self->carrier->applied_sigmask = self->sigmask;
+}
+
+void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held) {
+  if (int tick = preempt::configured_signal()) held &= ~bit_of(tick);
+  record_signal_mask(self, mask, held);
+  // What rt_sigreturn installs, and so what the carrier has once this handler is left.
+  self->carrier->applied_sigmask = self->sigmask;
+  uint64_t pending = self->pending_signals.load(std::memory_order_relaxed);
+  if (!pending) return;
+  deliver_pending_signals(self, held);
+  // One sent meanwhile that the handler's call blocked: a kick to ourselves, which the kernel
+  // delivers once rt_sigreturn unblocks it, raises it then.
+  uint64_t later = self->pending_signals.load(std::memory_order_relaxed) & held & ~blocked_signals(self);
+  if (later) send_kick(self->carrier, __builtin_ctzll(later) + 1);
 }
 
 int take_pending_signal(Fiber* self, uint64_t wanted, siginfo_t* info) {
@@ -350,6 +385,11 @@ bool is_kick(const siginfo_t* info) {
 bool hurry_signal(Fiber* target, int sig) {
   Carrier* c = __atomic_load_n(&target->carrier, __ATOMIC_RELAXED);
   if (!c || __atomic_load_n(&c->current, __ATOMIC_RELAXED) != target || !takes_signals_now(target)) return false;
+  send_kick(c, sig);
+  return true;
+}
+
+void send_kick(Carrier* c, int sig) {
   siginfo_t kick;
   memset(&kick, 0, sizeof kick);
   kick.si_signo = sig;
@@ -360,7 +400,6 @@ bool hurry_signal(Fiber* target, int sig) {
   arch::raw_syscall(SYS_rt_tgsigqueueinfo, kick.si_pid, c->tid, sig, &kick);
   // After the send: a carrier that sees the bit finds the kick queued (or already delivered).
   c->kicked_signals.fetch_or(bit_of(sig), std::memory_order_release);
-  return true;
 }
 
 bool take_kick(Fiber* self, const siginfo_t* info) {

@@ -11,7 +11,11 @@
 //     sched/stack_overflow.h). It gives each instance to the fiber Linux would have given it to and
 //     runs the program's handler there, with the same siginfo and ucontext, plain or SA_SIGINFO,
 //     doing what the kernel would: sa_mask and the signal itself (unless SA_NODEFER) blocked in the
-//     thread for the call, SA_RESETHAND. SA_RESTART, SA_NOCLDSTOP and SA_NOCLDWAIT are mirrored on
+//     thread for the call, SA_RESETHAND. The runtime's handler itself runs with the signal blocked
+//     in the kernel until rt_sigreturn, as any handler without SA_NODEFER, so that a stream of
+//     instances is handled one after another rather than nested; but for the tick signal (whose
+//     handler switches fibers and must leave the next one's mask alone, sched/preempt.cc) and
+//     SIGSEGV (a fault in a chained handler then kills at once rather than hanging). SA_RESTART, SA_NOCLDSTOP and SA_NOCLDWAIT are mirrored on
 //     the real handler (under SIG_DFL/SIG_IGN it restarts, so that the tick signal's ticks never
 //     interrupt a call). SA_ONSTACK is not: a carrier's alternate stack is shared by every fiber
 //     it runs, and a handler may wait, which parks its fiber; the runtime's handler moves to the
@@ -89,11 +93,16 @@ void install_real(int sig, const struct sigaction& app) {
     struct sigaction ours;
     memset(&ours, 0, sizeof ours);
     ours.sa_sigaction = on_signal;
-    ours.sa_flags = SA_SIGINFO | SA_NODEFER;
+    ours.sa_flags = SA_SIGINFO;
     if (!catches(app) || (app.sa_flags & SA_RESTART)) ours.sa_flags |= SA_RESTART;
     if (sig == SIGCHLD) ours.sa_flags |= app.sa_flags & (SA_NOCLDSTOP | SA_NOCLDWAIT);
     if (sig == SIGSEGV) ours.sa_flags |= SA_ONSTACK;
     sigemptyset(&ours.sa_mask);
+    if (blocked_while_handled(sig)) {
+      sigaddset(&ours.sa_mask, sig);
+    } else {
+      ours.sa_flags |= SA_NODEFER;
+    }
     libc::sigaction(sig, &ours, nullptr);
     handled |= bit;
     g_ever_handled |= bit;
@@ -145,6 +154,8 @@ void take_over_dispositions() {
 }
 
 }  // namespace
+
+bool blocked_while_handled(int sig) { return sig != g_tick && sig != SIGSEGV; }
 
 struct sigaction program_action(int sig) {
   struct sigaction copy;

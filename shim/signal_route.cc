@@ -167,8 +167,12 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
   uint64_t uc_after = low_word(&uc->uc_sigmask);
-  set_thread_mask(self, uc_after == uc_before ? before : (uc_after & ~kUnblockable) | (before & tick_signal_bit()));
-  memcpy(&uc->uc_sigmask, &self->sigmask, sizeof self->sigmask);  // what the carrier applies now
+  uint64_t restored = uc_after == uc_before ? before : (uc_after & ~kUnblockable) | (before & tick_signal_bit());
+  // As the kernel does it: what the call blocked stays blocked until rt_sigreturn pops this frame,
+  // so instances that came meanwhile run one after another, not nested in it (a stream of them
+  // would grow the stack without bound).
+  sched::set_signal_mask_at_return(self, restored, block);
+  memcpy(&uc->uc_sigmask, &self->sigmask, sizeof self->sigmask);  // what rt_sigreturn installs
   if (self->carrier != carrier) {
     stack_t altstack;
     if (raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0) uc->uc_stack = altstack;
@@ -272,12 +276,14 @@ void on_signal(int sig, siginfo_t* info, void* context) {
   int saved_errno = errno;
   if (sig == SIGSEGV) sched::stack_overflow::report_if_overflowed(info);
   sched::Fiber* self = sched::current();
-  if (sched::take_kick(self, info)) {
-    errno = saved_errno;
-    return;
-  }
+  // The kernel blocked the signal on this thread until rt_sigreturn (sigaction.cc): the carrier's
+  // mask says so until then, so that a fiber switched in meanwhile gets its own applied, and a
+  // raise of the signal here is known to wait for this frame to be popped (sched::raise_here).
+  if (self && blocked_while_handled(sig)) sched::enter_signal_handler(self, sig);
   bool here = synchronous_fault(sig, info) || cpu_time_sample(sig, info);
-  if (!self) {
+  if (sched::take_kick(self, info)) {
+    // (taken: it raised the fiber's pending signals)
+  } else if (!self) {
     if (here || !sched::on_runtime_thread()) {
       act(nullptr, sig, info, context);
     } else {
@@ -294,6 +300,7 @@ void on_signal(int sig, siginfo_t* info, void* context) {
   } else {
     sched::hold_signal_for_process(sig, info);
   }
+  if (self) sched::leave_signal_handler(self, &static_cast<ucontext_t*>(context)->uc_sigmask);
   errno = saved_errno;
 }
 

@@ -436,6 +436,75 @@ TEST_F(ProcessSignalTest, AHandlerEndsItsThreadsFutexWaitWithEintr) {
   EXPECT_EQ(error, EINTR);
 }
 
+// A stream of signals is handled one after another, as the kernel does (the signal stays blocked
+// until a handler returns), not nested: a receiver with a small stack survives it, and its
+// handler's frames stay at one depth.
+std::atomic<uintptr_t> g_lowest_sp{UINTPTR_MAX}, g_highest_sp{0};
+std::atomic<long> g_stream_hits{0};
+void OnStreamed(int) {
+  char here;
+  auto sp = reinterpret_cast<uintptr_t>(&here);
+  for (uintptr_t low = g_lowest_sp; sp < low && !g_lowest_sp.compare_exchange_weak(low, sp);) {
+  }
+  for (uintptr_t high = g_highest_sp; sp > high && !g_highest_sp.compare_exchange_weak(high, sp);) {
+  }
+  g_stream_hits++;
+  for (volatile int i = 0; i < 2000; i = i + 1) {
+  }
+}
+
+TEST_F(ProcessSignalTest, AStreamOfSignalsDoesNotNestHandlers) {
+  struct sigaction action = {}, plain;
+  action.sa_handler = OnStreamed;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &plain), 0);
+  sigset_t usr1 = Only(SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, nullptr), 0);  // senders and this thread: only the receiver takes it
+  std::atomic<bool> stop{false};
+  pthread_attr_t small;
+  pthread_attr_init(&small);
+  pthread_attr_setstacksize(&small, 128 * 1024);
+  pthread_t receiver;
+  ASSERT_EQ(pthread_create(&receiver, &small,
+                           [](void* flag) -> void* {
+                             sigset_t usr1 = Only(SIGUSR1);
+                             pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);
+                             auto* stop = static_cast<std::atomic<bool>*>(flag);
+                             while (!*stop) {
+                             }
+                             pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+                             return nullptr;
+                           },
+                           &stop),
+            0);
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 2; ++i) {
+    senders.emplace_back([&] {
+      // (A yield now and then: kill() is libc, where vthread's preemption does not switch, and with
+      // one carrier the receiver needs turns too.)
+      for (int n = 1; !stop; ++n) {
+        kill(getpid(), SIGUSR1);
+        if (n % 16 == 0) sched_yield();
+      }
+    });
+  }
+  usleep(1000 * 1000);
+  stop = true;
+  for (auto& t : senders) t.join();
+  ASSERT_EQ(pthread_join(receiver, nullptr), 0);
+  pthread_attr_destroy(&small);
+  sigset_t left;
+  sigpending(&left);
+  if (sigismember(&left, SIGUSR1)) {  // the last instance, pending for the process: take it
+    timespec none = {0, 0};
+    sigtimedwait(&usr1, nullptr, &none);
+  }
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGUSR1, &plain, nullptr), 0);
+  EXPECT_GT(g_stream_hits.load(), 20);
+  EXPECT_LT(g_highest_sp - g_lowest_sp, 16 * 1024u) << "handlers nested";
+}
+
 // A handler for a signal outside the set ends sigtimedwait with EINTR; sigwait waits on.
 TEST_F(ProcessSignalTest, AHandlerForAnotherSignalEndsSigtimedwaitWithEintr) {
   std::atomic<int> result{0};
