@@ -53,6 +53,7 @@ void longjmp_chk(jmp_buf env, int value) {
   __builtin_unreachable();
 }
 VTHREAD_REAL(int, raise, (int sig), (sig))
+VTHREAD_REAL(int, siginterrupt, (int sig, int interrupt), (sig, interrupt))
 VTHREAD_REAL(int, pthread_sigqueue, (pthread_t thread, int sig, const union sigval value), (thread, sig, value))
 VTHREAD_REAL(int, sigaction, (int sig, const struct sigaction* action, struct sigaction* old_action),
              (sig, action, old_action))

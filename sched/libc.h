@@ -74,6 +74,7 @@ int pthread_setschedprio(pthread_t thread, int priority);
 int pthread_kill(pthread_t thread, int sig);
 int pthread_sigqueue(pthread_t thread, int sig, const union sigval value);
 int raise(int sig);
+int siginterrupt(int sig, int interrupt);
 [[noreturn]] void siglongjmp(sigjmp_buf env, int value);
 [[noreturn]] void longjmp_chk(jmp_buf env, int value);  // __longjmp_chk, of _FORTIFY_SOURCE builds
 int sigaction(int sig, const struct sigaction* action, struct sigaction* old_action);

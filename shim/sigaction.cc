@@ -66,6 +66,18 @@ struct sigaction g_app[kMaxSignal + 1];  // by signal number
 uint64_t g_handled = 0;
 uint64_t g_ever_handled = 0;
 
+// siginterrupt's choices: signal() installs these without SA_RESTART.
+std::atomic<uint64_t> g_interrupting{0};
+
+void record_interrupting(int sig, bool interrupt) {
+  if (sig < 1 || sig > kMaxSignal) return;
+  if (interrupt) {
+    g_interrupting.fetch_or(sig_bit(sig), std::memory_order_relaxed);
+  } else {
+    g_interrupting.fetch_and(~sig_bit(sig), std::memory_order_relaxed);
+  }
+}
+
 bool owned(int sig) { return sig >= 1 && sig <= kMaxSignal && !(kUnblockable & sig_bit(sig)); }
 
 uint64_t block_all() {
@@ -235,14 +247,39 @@ int sigaction(int sig, const struct sigaction* action, struct sigaction* old_act
 sighandler_t signal(int sig, sighandler_t handler) {
   ShimEntry entry("signal");
   if (!shim::g_owned.load(std::memory_order_acquire) || !shim::owned(sig)) return libc::signal(sig, handler);
-  // glibc's signal() has BSD semantics: restarting, the signal blocked in its own handler.
+  if (handler == SIG_ERR) {
+    errno = EINVAL;
+    return SIG_ERR;
+  }
+  // glibc's signal() has BSD semantics: restarting (unless siginterrupt said otherwise), the signal
+  // blocked in its own handler.
   struct sigaction action;
   memset(&action, 0, sizeof action);
   action.sa_handler = handler;
-  action.sa_flags = SA_RESTART;
+  action.sa_flags = shim::g_interrupting.load(std::memory_order_relaxed) & shim::sig_bit(sig) ? 0 : SA_RESTART;
   sigemptyset(&action.sa_mask);
   sigaddset(&action.sa_mask, sig);
   return shim::write_app(sig, &action).sa_handler;
+}
+
+// glibc's also records the choice for later signal() calls (its _sigintr), which glibc's signal()
+// reads before the runtime starts and ours after: both are kept.
+int siginterrupt(int sig, int interrupt) {
+  ShimEntry entry("siginterrupt");
+  if (!shim::g_owned.load(std::memory_order_acquire) || !shim::owned(sig)) {
+    int r = libc::siginterrupt(sig, interrupt);
+    if (r == 0) shim::record_interrupting(sig, interrupt);
+    return r;
+  }
+  shim::record_interrupting(sig, interrupt);
+  struct sigaction action = shim::write_app(sig, nullptr);
+  if (interrupt) {
+    action.sa_flags &= ~SA_RESTART;
+  } else {
+    action.sa_flags |= SA_RESTART;
+  }
+  shim::write_app(sig, &action);
+  return 0;
 }
 
 }  // extern "C"

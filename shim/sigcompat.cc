@@ -1,5 +1,6 @@
 // The System V and BSD signal calls (sigset, sighold, sigrelse, sigignore, sigpause, sysv_signal,
-// siginterrupt, bsd_signal, ssignal, sigblock, sigsetmask, siggetmask, sigstack). glibc builds them on its internal
+// bsd_signal, ssignal, sigblock, sigsetmask, siggetmask, sigstack; siginterrupt is with signal()
+// in sigaction.cc). glibc builds them on its internal
 // sigaction, sigprocmask and sigsuspend, which bypass the interposed ones: once the runtime owns the
 // program's dispositions and masks are per thread, a handler set that way would be called wherever
 // the kernel delivers, and a mask set that way would land on the carrier, for whichever thread runs
@@ -82,18 +83,6 @@ sighandler_t __sysv_signal(int sig, sighandler_t handler) {
 // glibc's signal() under its other names.
 sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
 sighandler_t ssignal(int sig, sighandler_t handler) { return signal(sig, handler); }
-
-int siginterrupt(int sig, int interrupt) {
-  ShimEntry entry("siginterrupt");
-  struct sigaction action;
-  if (sigaction(sig, nullptr, &action) < 0) return -1;
-  if (interrupt) {
-    action.sa_flags &= ~SA_RESTART;
-  } else {
-    action.sa_flags |= SA_RESTART;
-  }
-  return sigaction(sig, &action, nullptr) < 0 ? -1 : 0;
-}
 
 sighandler_t sigset(int sig, sighandler_t disposition) {
   ShimEntry entry("sigset");

@@ -78,6 +78,20 @@ TEST_F(SigCompat, SiginterruptTogglesRestart) {
   EXPECT_TRUE(Query(SIGUSR1).sa_flags & SA_RESTART);
 }
 
+// glibc remembers siginterrupt's choice for later signal() calls.
+TEST_F(SigCompat, SignalAfterSiginterruptDoesNotRestart) {
+  ASSERT_EQ(siginterrupt(SIGUSR1, 1), 0);
+  ASSERT_NE(signal(SIGUSR1, CountingHandler), SIG_ERR);
+  EXPECT_FALSE(Query(SIGUSR1).sa_flags & SA_RESTART);
+  ASSERT_EQ(siginterrupt(SIGUSR1, 0), 0);
+  ASSERT_NE(signal(SIGUSR1, CountingHandler), SIG_ERR);
+  EXPECT_TRUE(Query(SIGUSR1).sa_flags & SA_RESTART);
+  errno = 0;
+  EXPECT_EQ(signal(SIGUSR1, SIG_ERR), SIG_ERR);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(Query(SIGUSR1).sa_handler, CountingHandler);
+}
+
 TEST_F(SigCompat, BsdSignalAndSsignalAreSignal) {
   ASSERT_NE(bsd_signal(SIGUSR1, CountingHandler), SIG_ERR);
   EXPECT_EQ(Query(SIGUSR1).sa_handler, CountingHandler);
