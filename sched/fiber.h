@@ -123,6 +123,8 @@ struct Fiber {
   uint64_t sigmask;
   // While it waits in sigwait and friends: the signals it waits for, which are taken, not raised.
   std::atomic<uint64_t> sigwait_set;
+  // Set as it exits: signals given to it for the process after this go back to the process.
+  std::atomic<bool> signals_closed;
   // While set_signal_mask() changes its carrier's mask: a process-directed signal the kernel
   // delivers as the call returns is the fiber's to handle there (sched/signals.cc).
   bool unmasking;

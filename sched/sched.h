@@ -184,7 +184,7 @@ int take_pending_signal(Fiber* self, uint64_t wanted, siginfo_t* info);
 void hold_signal_for_process(int sig, const siginfo_t* info);
 uint64_t process_pending_signals();
 // Makes the process's pending `sig` `target`'s (post_signal, with its siginfo). False if no
-// longer pending: a fiber took it meanwhile.
+// longer pending (a fiber took it meanwhile) or `target` is exiting (the process has it again).
 bool give_process_signal(int sig, Fiber* target);
 // Takes the process's pending `sig` for the caller to act on itself; false if no longer pending.
 bool take_process_signal(int sig);

@@ -226,7 +226,10 @@ void count_signal_mask(Fiber* fiber) { count_refusers(refused(fiber), +1); }
 
 void exit_signals(Fiber* self) {
   count_refusers(refused(self), -1);
-  uint64_t pending = self->pending_signals.load(std::memory_order_acquire);
+  // The router may still choose this fiber: either it sees the flag (give_process_signal), or the
+  // exchange below sees what it gave.
+  self->signals_closed.store(true, std::memory_order_seq_cst);
+  uint64_t pending = self->pending_signals.exchange(0, std::memory_order_seq_cst);
   for (int sig = 1; pending; ++sig, pending >>= 1) {
     siginfo_t info;
     if ((pending & 1) && take_info(sig, self, &info)) hold_signal_for_process(sig, &info);
@@ -352,6 +355,17 @@ bool give_process_signal(int sig, Fiber* target) {
   if (!(g_process_pending.fetch_and(~bit, std::memory_order_acq_rel) & bit)) return false;
   hand_info(sig, kForProcess, target);
   target->pending_signals.fetch_or(bit, std::memory_order_seq_cst);
+  if (target->signals_closed.load(std::memory_order_seq_cst) &&
+      (target->pending_signals.fetch_and(~bit, std::memory_order_seq_cst) & bit)) {
+    siginfo_t info;  // it is exiting: the process gets it back, for another fiber
+    if (!take_info(sig, target, &info)) {
+      memset(&info, 0, sizeof info);
+      info.si_signo = sig;
+      info.si_code = SI_USER;
+    }
+    hold_signal_for_process(sig, &info);
+    return false;
+  }
   return true;
 }
 

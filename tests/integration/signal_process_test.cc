@@ -505,6 +505,48 @@ TEST_F(ProcessSignalTest, AStreamOfSignalsDoesNotNestHandlers) {
   EXPECT_LT(g_highest_sp - g_lowest_sp, 16 * 1024u) << "handlers nested";
 }
 
+// Signals sent to the process while the only threads that accept them keep exiting: each reaches
+// one of them (one chosen as it exits gives it back for the next).
+std::atomic<long> g_churn_hits{0};
+void OnChurnSignal(int) { g_churn_hits++; }
+
+TEST_F(ProcessSignalTest, AProcessSignalIsNotLostToAnExitingThread) {
+  struct sigaction action = {}, plain;
+  action.sa_handler = OnChurnSignal;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &plain), 0);
+  sigset_t usr1 = Only(SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, nullptr), 0);  // inherited by the creators
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> creators;
+  for (int i = 0; i < 3; ++i) {
+    creators.emplace_back([&] {
+      while (!stop) {
+        std::thread short_lived([] {
+          sigset_t usr1 = Only(SIGUSR1);
+          pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);
+          for (volatile int spin = 0; spin < 200; spin = spin + 1) {
+          }
+        });
+        short_lived.join();
+      }
+    });
+  }
+  int lost = 0;
+  for (int i = 0; i < 300; ++i) {
+    long before = g_churn_hits;
+    kill(getpid(), SIGUSR1);
+    int64_t sent = NowNs();
+    while (g_churn_hits == before && NowNs() - sent < 2 * kNsPerSec) usleep(50);
+    if (g_churn_hits == before) ++lost;
+  }
+  stop = true;
+  for (auto& t : creators) t.join();
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGUSR1, &plain, nullptr), 0);
+  EXPECT_EQ(lost, 0);
+}
+
 // A handler for a signal outside the set ends sigtimedwait with EINTR; sigwait waits on.
 TEST_F(ProcessSignalTest, AHandlerForAnotherSignalEndsSigtimedwaitWithEintr) {
   std::atomic<int> result{0};
