@@ -292,6 +292,10 @@ void on_signal(int sig, siginfo_t* info, void* context) {
   } else if (sched::take_delivering_mark(self, sig) || here || sent_to_this_thread(sig, info)) {
     if ((sched::blocked_signals(self) & sig_bit(sig)) && !synchronous_fault(sig, info)) {
       sched::post_signal(self, sig, info);  // the program blocked it in this thread: it waits here
+    } else if (here && !sched::takes_signals_now(self)) {
+      // A sample or fault inside the runtime (a profiler's SIGPROF, say): the handler runs as on
+      // a thread that is no fiber, so that no other signal's handler is raised in runtime code.
+      act(nullptr, sig, info, context);
     } else {
       act(self, sig, info, context);
     }
