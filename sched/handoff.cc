@@ -190,6 +190,17 @@ void exit_blocking() {
   monitor::notify_busy();  // it may have gone to sleep because this carrier ran nothing
 }
 
+Nanos suspend_blocking() {
+  Fiber* self = current();
+  if (!self) return 0;
+  return self->carrier->blocking_since.exchange(0, std::memory_order_relaxed);
+}
+
+void resume_blocking(Nanos since) {
+  Fiber* self = current();
+  if (self && since) self->carrier->blocking_since.store(since, std::memory_order_relaxed);
+}
+
 namespace handoff {
 
 void start() { arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &g_carrier_mask, sizeof(uint64_t)); }

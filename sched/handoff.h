@@ -15,6 +15,13 @@ struct Carrier;
 // exitsyscall do.
 void enter_blocking();
 void exit_blocking();
+// Around a signal handler that runs in the middle of such a call (a signal interrupted it): the
+// handler is ordinary code that may park or move, so its carrier is not marked as blocked meanwhile
+// (it would get no ticks, lose its queue to the hand-off, and take signals in runtime code); the
+// mark goes back on whatever carrier the fiber is on when the handler returns and the call goes on.
+// Returns the mark (0: none), for resume.
+Nanos suspend_blocking();
+void resume_blocking(Nanos since);
 
 namespace handoff {
 

@@ -20,7 +20,8 @@
 //     interrupt a call). SA_ONSTACK is not: a carrier's alternate stack is shared by every fiber
 //     it runs, and a handler may wait, which parks its fiber; the runtime's handler moves to the
 //     thread's own alternate stack instead (altstack.cc). SIGSEGV's runtime handler alone always
-//     runs on the carrier's, as the report of an overflowed stack needs.
+//     starts on the carrier's, as the report of an overflowed stack needs, and then moves to the
+//     fiber's stack unless that overflowed (signal_route.cc).
 //   - SIG_IGN for SIG_IGN, and SIG_DFL for SIG_DFL where the default is to ignore: the kernel does
 //     these best (nothing to deliver, no call interrupted).
 //   - SIG_DFL of a signal that kills or stops: the kernel's, unless the runtime's handler was once

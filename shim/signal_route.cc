@@ -54,7 +54,9 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 
+#include "arch/call_on_stack.h"
 #include "arch/raw_syscall.h"
+#include "sched/handoff.h"
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
 #include "sched/preempt.h"
@@ -163,7 +165,9 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // On the thread's alternate stack if it asked (not the tick signal's: begin_app_handler marks
   // the handler's frames by their place on the fiber's stack).
   Invocation call = {&app, sig, info, context};
+  sched::Nanos blocked_in_call = sched::suspend_blocking();  // see sched/handoff.h
   call_program_handler(self, (app.sa_flags & SA_ONSTACK) && !tick, uc, invoke_as_planned, &call);
+  sched::resume_blocking(blocked_in_call);
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
   uint64_t uc_after = low_word(&uc->uc_sigmask);
@@ -266,15 +270,10 @@ bool hurry_watched() {
   return left;
 }
 
-}  // namespace
 
-void on_signal(int sig, siginfo_t* info, void* context) {
-  if (sched::preempt::is_tick(info)) {
-    sched::preempt::on_tick(context);
-    return;
-  }
+// Everything on_signal does but for the tick and SIGSEGV's first steps.
+void dispatch(int sig, siginfo_t* info, void* context) {
   int saved_errno = errno;
-  if (sig == SIGSEGV) sched::stack_overflow::report_if_overflowed(info);
   sched::Fiber* self = sched::current();
   // The kernel blocked the signal on this thread until rt_sigreturn (sigaction.cc): the carrier's
   // mask says so until then, so that a fiber switched in meanwhile gets its own applied, and a
@@ -306,6 +305,80 @@ void on_signal(int sig, siginfo_t* info, void* context) {
   }
   if (self) sched::leave_signal_handler(self, &static_cast<ucontext_t*>(context)->uc_sigmask);
   errno = saved_errno;
+}
+
+// SIGSEGV is delivered on the carrier's alternate stack (sigaction.cc), which every fiber of the
+// carrier shares: a handler of the program that waited there (for a lock, say) would have its
+// frames overwritten by the next fault of another fiber on that carrier. So unless the fiber's
+// own stack has overflowed, the kernel's frame is copied to the fiber's stack, just below the
+// interrupted stack pointer and its red zone (where the kernel puts a frame for a handler without
+// SA_ONSTACK), and the handling goes on there and ends with rt_sigreturn on the copy. The frame
+// is the restorer's return address, the ucontext, the siginfo and, 64-byte aligned above them,
+// the FPU/XSAVE state that uc_mcontext.fpregs points to (its size is in the XSAVE software
+// bytes); the copy keeps the alignment, and its fpregs is pointed at its own state.
+constexpr size_t kRoomForHandler = 32 * 1024;  // left below the copy, else it stays where it is
+constexpr uint32_t kXstateMagic = 0x46505853;   // FP_XSTATE_MAGIC1
+constexpr size_t kFxsaveSize = 512;
+constexpr size_t kSwBytesOffset = 464;          // struct _fpx_sw_bytes within the FXSAVE area
+
+struct MovedSignal {
+  int sig;
+  siginfo_t* info;
+  ucontext_t* uc;
+};
+
+void handle_moved(void* arg) {
+  MovedSignal moved = *static_cast<MovedSignal*>(arg);  // (it lives on the stack left behind)
+  dispatch(moved.sig, moved.info, moved.uc);
+  arch::sigreturn_from(moved.uc);
+}
+
+bool on_signal_stack() {
+  stack_t now;
+  return raw_syscall(SYS_sigaltstack, nullptr, &now) == 0 && (now.ss_flags & SS_ONSTACK);
+}
+
+// Returns only if the frame stays where it is.
+void move_frame_to_fiber_stack(sched::Fiber* self, int sig, siginfo_t* info, void* context) {
+  auto* uc = static_cast<ucontext_t*>(context);
+  char* frame = static_cast<char*>(context) - sizeof(void*);
+  auto* fp = reinterpret_cast<char*>(uc->uc_mcontext.fpregs);
+  if (!fp || fp < frame || reinterpret_cast<char*>(info) < frame || reinterpret_cast<char*>(info) >= fp) return;
+  uint32_t magic, extended;
+  memcpy(&magic, fp + kSwBytesOffset, sizeof magic);
+  memcpy(&extended, fp + kSwBytesOffset + sizeof magic, sizeof extended);
+  size_t fp_size = magic == kXstateMagic && extended >= kFxsaveSize ? extended : kFxsaveSize;
+  auto sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+  if (!self->stack.lo || !self->stack.contains(reinterpret_cast<void*>(sp))) return;
+  uintptr_t fp_copy = (sp - 128 - fp_size) & ~uintptr_t{63};
+  uintptr_t copy = fp_copy - static_cast<uintptr_t>(fp - frame);
+  if (copy < reinterpret_cast<uintptr_t>(self->stack.lo) + kRoomForHandler) return;
+  memcpy(reinterpret_cast<void*>(copy), frame, static_cast<size_t>(fp - frame) + fp_size);
+  MovedSignal moved;
+  moved.sig = sig;
+  moved.info = reinterpret_cast<siginfo_t*>(copy + static_cast<uintptr_t>(reinterpret_cast<char*>(info) - frame));
+  moved.uc = reinterpret_cast<ucontext_t*>(copy + sizeof(void*));
+  moved.uc->uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(fp_copy);
+  arch::call_on_stack(handle_moved, &moved, reinterpret_cast<void*>(copy));
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+void on_signal(int sig, siginfo_t* info, void* context) {
+  if (sched::preempt::is_tick(info)) {
+    sched::preempt::on_tick(context);
+    return;
+  }
+  if (sig == SIGSEGV) {
+    int saved_errno = errno;
+    sched::stack_overflow::report_if_overflowed(info);
+    sched::Fiber* self = sched::current();
+    bool move = self && on_signal_stack();
+    errno = saved_errno;
+    if (move) move_frame_to_fiber_stack(self, sig, info, context);
+  }
+  dispatch(sig, info, context);
 }
 
 bool route_process_signals() {

@@ -34,4 +34,26 @@ vthread_arch_call_on_stack:
         .cfi_endproc
         .size   vthread_arch_call_on_stack, .-vthread_arch_call_on_stack
 
+/*
+ * Returning from a signal handler whose kernel frame was moved (see shim/signal_route.cc):
+ *
+ *     void vthread_arch_sigreturn_from(void *uc)
+ *
+ * rt_sigreturn reads the frame at rsp - 8 (the restorer's return address, popped by the handler's
+ * ret, sits just below the ucontext), so rsp is set to the ucontext and the system call made. It
+ * does not return: the kernel resumes what the ucontext describes.
+ */
+        .globl  vthread_arch_sigreturn_from
+        .hidden vthread_arch_sigreturn_from
+        .type   vthread_arch_sigreturn_from, @function
+        .p2align 4
+vthread_arch_sigreturn_from:
+        .cfi_startproc
+        movq    %rdi, %rsp
+        movl    $15, %eax           /* __NR_rt_sigreturn */
+        syscall
+        ud2
+        .cfi_endproc
+        .size   vthread_arch_sigreturn_from, .-vthread_arch_sigreturn_from
+
         .section .note.GNU-stack,"",@progbits

@@ -13,10 +13,12 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <vector>
 #include <functional>
 #include <thread>
 #include <cerrno>
@@ -411,6 +413,53 @@ TEST_F(SignalTest, ASigpipeTheThreadBlocksStaysWithIt) {
     if (write(fds[1], "x", 1) != -1 || errno != EPIPE) ADD_FAILURE() << "no EPIPE";
   });
   close(fds[1]);
+}
+
+// A SIGSEGV handler may wait (here for 20 ms) while other threads fault too, and returns to the
+// faulting instruction once it made the page accessible: lazy-mapping and write-barrier handlers
+// do this. (SIGSEGV is delivered on a stack every thread of a carrier shares under vthread.)
+constexpr int kFaulters = 8;
+char* g_fault_pages[kFaulters];
+long g_page_size = 0;
+std::atomic<int> g_fault_frames_corrupted{0};
+
+void OnFault(int, siginfo_t* info, void*) {
+  auto page = reinterpret_cast<uintptr_t>(info->si_addr) & ~static_cast<uintptr_t>(g_page_size - 1);
+  volatile char local[256];
+  for (auto& c : local) c = 0x5a;
+  usleep(20 * 1000);
+  for (auto& c : local) {
+    if (c != 0x5a) g_fault_frames_corrupted++;
+  }
+  mprotect(reinterpret_cast<void*>(page), g_page_size, PROT_READ | PROT_WRITE);
+}
+
+TEST_F(SignalTest, AFaultHandlerMayWaitWhileOtherThreadsFault) {
+  g_page_size = sysconf(_SC_PAGESIZE);
+  struct sigaction action = {}, old;
+  action.sa_sigaction = OnFault;
+  action.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &action, &old), 0);
+  g_fault_frames_corrupted = 0;
+  for (auto& page : g_fault_pages) {
+    page = static_cast<char*>(mmap(nullptr, g_page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(page, MAP_FAILED);
+  }
+  std::vector<std::thread> faulters;
+  std::atomic<int> written{0};
+  for (int i = 0; i < kFaulters; ++i) {
+    faulters.emplace_back([i, &written] {
+      volatile char* page = g_fault_pages[i];
+      page[0] = static_cast<char>(i + 1);  // faults once
+      if (page[0] == static_cast<char>(i + 1)) written++;
+    });
+  }
+  for (auto& t : faulters) t.join();
+  ASSERT_EQ(sigaction(SIGSEGV, &old, nullptr), 0);
+  for (auto page : g_fault_pages) munmap(page, g_page_size);
+  EXPECT_EQ(written.load(), kFaulters);
+  EXPECT_EQ(g_fault_frames_corrupted.load(), 0);
 }
 
 // ---- EINTR --------------------------------------------------------------------------------------
