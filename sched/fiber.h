@@ -125,6 +125,8 @@ struct Fiber {
   std::atomic<uint64_t> sigwait_set;
   // Set as it exits: signals given to it for the process after this go back to the process.
   std::atomic<bool> signals_closed;
+  // The signals whose kicks' handlers are raising its pending signals (signals.cc, take_kick).
+  uint64_t kicks_raising;
   // While set_signal_mask() changes its carrier's mask: a process-directed signal the kernel
   // delivers as the call returns is the fiber's to handle there (sched/signals.cc).
   bool unmasking;

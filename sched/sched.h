@@ -159,6 +159,8 @@ void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held);
 // until it returns; and it is left: rt_sigreturn will install `*installed`, made the fiber's mask,
 // on the carrier the fiber is on now. Async-signal-safe.
 void enter_signal_handler(Fiber* self, int sig);
+// The fiber longjmp'd, perhaps out of handlers: none of the runtime's is left to finish.
+void left_signal_handlers(Fiber* self);
 void leave_signal_handler(Fiber* self, sigset_t* installed);
 // Sets the signals the calling fiber waits for in sigwait (Fiber::sigwait_set).
 void set_sigwait_set(Fiber* self, uint64_t wanted);

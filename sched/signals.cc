@@ -172,9 +172,6 @@ void raise_here(Fiber* self, int sig, const siginfo_t* info, bool delivered) {
   constexpr int kMaxRaises = 8;  // each retry needs another instance queued in the same instant
   for (int raises = 0; raises < kMaxRaises; ++raises) {
     Carrier* c = self->carrier;
-    // Inside the runtime's handler of this very signal (a kick of it), which the kernel blocks
-    // until it returns: the raise is delivered then, and takes the note then.
-    bool after_this_handler = delivered && (c->applied_sigmask & bit_of(sig));
     c->delivering.store(sig, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (info && info->si_signo) {
@@ -182,7 +179,6 @@ void raise_here(Fiber* self, int sig, const siginfo_t* info, bool delivered) {
     } else {
       arch::raw_syscall(SYS_tgkill, pid(), c->tid, sig);
     }
-    if (after_this_handler) return;
     // A handler that parked may have moved us: this carrier's note is ours, or 0.
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (self->carrier->delivering.exchange(0, std::memory_order_relaxed) != sig || !delivered) return;
@@ -252,9 +248,17 @@ void deliver_pending_signals(Fiber* self, uint64_t held) {
   for (;;) {
     // Blocked ones, and those a sigwait is waiting for, stay pending. One at a time, lowest first:
     // a handler may change what is pending and blocked.
-    uint64_t kept = held | blocked_signals(self) | self->sigwait_set.load(std::memory_order_relaxed);
-    uint64_t ready = self->pending_signals.load(std::memory_order_acquire) & ~kept;
-    if (!ready) break;
+    // Those the kernel keeps blocked until a handler frame of the runtime's returns (the carrier's
+    // recorded mask beyond the fiber's: its own signal, what a program handler's call blocked)
+    // are raised after it returns, by a kick to ourselves: the kernel delivers it then.
+    uint64_t waiting = self->sigwait_set.load(std::memory_order_relaxed);
+    uint64_t frame_held = held | (self->carrier->applied_sigmask & ~self->sigmask);
+    uint64_t pending = self->pending_signals.load(std::memory_order_acquire) & ~blocked_signals(self) & ~waiting;
+    uint64_t ready = pending & ~frame_held;
+    if (!ready) {
+      if (pending) send_kick(self->carrier, __builtin_ctzll(pending) + 1);
+      break;
+    }
     int sig = __builtin_ctzll(ready) + 1;
     siginfo_t info;
     // Directed at this kernel thread, which runs us and does not block it: the kernel runs the
@@ -311,6 +315,8 @@ void set_signal_mask(Fiber* self, uint64_t mask) {
   if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self);
 }
 
+void left_signal_handlers(Fiber* self) { self->kicks_raising = 0; }
+
 void enter_signal_handler(Fiber* self, int sig) { self->carrier->applied_sigmask |= bit_of(sig); }
 
 void leave_signal_handler(Fiber* self, sigset_t* installed) {
@@ -323,13 +329,7 @@ void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held) {
   record_signal_mask(self, mask, held);
   // What rt_sigreturn installs, and so what the carrier has once this handler is left.
   self->carrier->applied_sigmask = self->sigmask;
-  uint64_t pending = self->pending_signals.load(std::memory_order_relaxed);
-  if (!pending) return;
-  deliver_pending_signals(self, held);
-  // One sent meanwhile that the handler's call blocked: a kick to ourselves, which the kernel
-  // delivers once rt_sigreturn unblocks it, raises it then.
-  uint64_t later = self->pending_signals.load(std::memory_order_relaxed) & held & ~blocked_signals(self);
-  if (later) send_kick(self->carrier, __builtin_ctzll(later) + 1);
+  if (self->pending_signals.load(std::memory_order_relaxed)) deliver_pending_signals(self, held);
 }
 
 int take_pending_signal(Fiber* self, uint64_t wanted, siginfo_t* info) {
@@ -418,7 +418,18 @@ void send_kick(Carrier* c, int sig) {
 
 bool take_kick(Fiber* self, const siginfo_t* info) {
   if (!is_kick(info)) return false;
-  if (self && takes_signals_now(self)) deliver_pending_signals(self);
+  // A kick of a signal inside the raising of another kick of it: that one's loop raises what this
+  // one is for (else a stream of them would nest).
+  uint64_t bit = bit_of(info->si_signo);
+  if (self && !(self->kicks_raising & bit) && takes_signals_now(self)) {
+    self->kicks_raising |= bit;
+    // The kernel blocked the kick's signal for this handler, but it is the fiber's pending signal
+    // of that number the kick is for: open it again, so that it is raised here and now. (Each
+    // instance it raises blocks the signal again for its own handler, so they do not nest.)
+    if (self->carrier->applied_sigmask != self->sigmask) apply_signal_mask(self);
+    deliver_pending_signals(self);
+    self->kicks_raising &= ~bit;
+  }
   return true;
 }
 

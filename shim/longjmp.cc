@@ -24,7 +24,9 @@ namespace {
 
 void restore_saved_mask(struct __jmp_buf_tag* env) {
   sched::Fiber* self = sched::current();
-  if (self && env->__mask_was_saved) set_thread_mask(self, low_word(&env->__saved_mask) & ~kUnblockable);
+  if (!self) return;
+  sched::left_signal_handlers(self);
+  if (env->__mask_was_saved) set_thread_mask(self, low_word(&env->__saved_mask) & ~kUnblockable);
 }
 
 }  // namespace

@@ -123,6 +123,9 @@ bool nothing_sent_yet(void* arg) {
 int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sched::Nanos deadline) {
   SignalWait wait{self, low_word(set) & ~kUnblockable};
   sched::set_sigwait_set(self, wait.wanted);
+  // A handler that runs anywhere in the wait ends it (EINTR), in the park or not (a kick).
+  auto* state = static_cast<ThreadState*>(self->user_data);
+  uint32_t handlers_before = state ? state->handlers_run : 0;
   sched::Nanos recheck = kFirstRecheck;
   int result;
   for (;;) {
@@ -143,6 +146,10 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
       break;
     }
     if (errno != EAGAIN) break;
+    if (state && state->handlers_run != handlers_before) {
+      errno = EINTR;
+      break;
+    }
     sched::Nanos now = sched::monotonic_now();
     if (now >= deadline) break;  // -1, EAGAIN
     sched::Nanos until = deadline - now > recheck ? now + recheck : deadline;
@@ -155,7 +162,6 @@ int wait_for_signal(sched::Fiber* self, const sigset_t* set, siginfo_t* info, sc
                     sched::parking_lot::park(&self->pending_signals, nothing_sent_yet, &wait, sched::WaitReason::kSignal,
                                              until) == sched::parking_lot::ParkResult::kInterrupted;
       disarm_cancel(self);
-      auto* state = static_cast<ThreadState*>(self->user_data);
       cancelled = interrupted && state && cancel_due(state->cancel.load(std::memory_order_acquire));
     }
     if (cancelled) {

@@ -165,9 +165,15 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // On the thread's alternate stack if it asked (not the tick signal's: begin_app_handler marks
   // the handler's frames by their place on the fiber's stack).
   Invocation call = {&app, sig, info, context};
+  // The handler is program code, even when it runs from inside an interposed call (raise, a wait
+  // a signal ended, a blocking call a kick interrupted): preemptible, reachable by kicks, and
+  // left for good if it longjmps out, where the call's ShimEntry would never end.
+  const char* in_call = self->in_call;
+  self->in_call = nullptr;
   sched::Nanos blocked_in_call = sched::suspend_blocking();  // see sched/handoff.h
   call_program_handler(self, (app.sa_flags & SA_ONSTACK) && !tick, uc, invoke_as_planned, &call);
   sched::resume_blocking(blocked_in_call);
+  self->in_call = in_call;
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
   uint64_t uc_after = low_word(&uc->uc_sigmask);

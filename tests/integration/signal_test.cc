@@ -462,6 +462,113 @@ TEST_F(SignalTest, AFaultHandlerMayWaitWhileOtherThreadsFault) {
   EXPECT_EQ(g_fault_frames_corrupted.load(), 0);
 }
 
+// A thread that leaves a handler raise() ran by siglongjmp goes on like any other: here it spins,
+// and (with one carrier) the main thread must still get turns to tell it to stop.
+sigjmp_buf g_out_of_raise;
+void OnUsr1JumpOut(int) { siglongjmp(g_out_of_raise, 1); }
+
+TEST_F(SignalTest, AThreadThatJumpedOutOfARaisedHandlerIsStillPreempted) {
+  struct sigaction action = {}, old;
+  action.sa_handler = OnUsr1JumpOut;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  std::atomic<bool> stop{false}, stopped_in_time{false};
+  std::thread spinner([&] {
+    if (sigsetjmp(g_out_of_raise, 1) == 0) raise(SIGUSR1);
+    int64_t end = NowNs() + 5 * kNsPerSec;
+    while (!stop && NowNs() < end) {
+    }
+    stopped_in_time = stop.load();
+  });
+  usleep(50 * 1000);
+  stop = true;
+  spinner.join();
+  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
+  EXPECT_TRUE(stopped_in_time.load()) << "the main thread did not run while it spun";
+}
+
+// A handler that interrupted a blocking read gets another signal while it runs (natively: at once).
+std::atomic<bool> g_in_first{false}, g_second_arrived{false}, g_second_inside{false};
+void OnFirst(int) {
+  g_in_first = true;
+  int64_t end = NowNs() + 2 * kNsPerSec;
+  while (!g_second_arrived && NowNs() < end) {
+  }
+  g_second_inside = g_second_arrived.load();
+}
+void OnSecond(int) { g_second_arrived = true; }
+
+TEST_F(SignalTest, AHandlerThatInterruptedReadReceivesAnotherSignal) {
+  struct sigaction first = {}, second = {}, old1, old2;
+  first.sa_handler = OnFirst;
+  second.sa_handler = OnSecond;
+  sigemptyset(&first.sa_mask);
+  sigemptyset(&second.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &first, &old1), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &second, &old2), 0);
+  g_in_first = false;
+  g_second_arrived = false;
+  g_second_inside = false;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::thread reader([&] {
+    char c;
+    while (read(fds[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  });
+  usleep(50 * 1000);  // in read by now
+  ASSERT_EQ(pthread_kill(reader.native_handle(), SIGUSR1), 0);
+  while (!g_in_first) usleep(1000);
+  ASSERT_EQ(pthread_kill(reader.native_handle(), SIGUSR2), 0);
+  int64_t sent = NowNs();
+  while (!g_second_arrived && NowNs() - sent < 3 * kNsPerSec) usleep(1000);
+  bool arrived = g_second_arrived;
+  ASSERT_EQ(write(fds[1], "x", 1), 1);
+  reader.join();
+  close(fds[0]);
+  close(fds[1]);
+  ASSERT_EQ(sigaction(SIGUSR1, &old1, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &old2, nullptr), 0);
+  EXPECT_TRUE(arrived);
+  EXPECT_TRUE(g_second_inside.load()) << "the second signal waited for the first handler to end";
+}
+
+// Bursts of pthread_kill to a thread that computes: after each burst its handler runs again.
+std::atomic<int> g_burst{0}, g_burst_seen{0};
+void OnBurst(int) { g_burst_seen = g_burst.load(); }
+
+TEST_F(SignalTest, NoBurstOfPthreadKillIsLost) {
+  struct sigaction action = {}, old;
+  action.sa_handler = OnBurst;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  g_burst = 0;
+  g_burst_seen = 0;
+  std::atomic<bool> stop{false};
+  std::thread computing([&] {
+    while (!stop) {
+    }
+  });
+  int lost = 0;
+  for (int burst = 1; burst <= 300 && lost == 0; ++burst) {
+    g_burst = burst;
+    pthread_kill(computing.native_handle(), SIGUSR1);
+    pthread_kill(computing.native_handle(), SIGUSR1);
+    int64_t sent = NowNs();
+    while (g_burst_seen != burst) {
+      if (NowNs() - sent > 3 * kNsPerSec) {
+        ++lost;
+        break;
+      }
+      sched_yield();
+    }
+  }
+  stop = true;
+  computing.join();
+  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
+  EXPECT_EQ(lost, 0);
+}
+
 // ---- EINTR --------------------------------------------------------------------------------------
 
 // Runs `wait` in a thread (up to 5 times, until it reports EINTR) while this thread sends SIGUSR1
