@@ -155,10 +155,10 @@ void set_signal_mask(Fiber* self, uint64_t mask);
 // call blocked) blocked until rt_sigreturn pops the handler's frame and installs `mask` from the
 // ucontext, as natively; pending signals of `held` are raised after that, the others now.
 void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held);
-// The runtime's handler of `sig` was entered in `self`, the kernel blocking `sig` on the carrier
-// until it returns; and it is left: rt_sigreturn will install `*installed`, made the fiber's mask,
-// on the carrier the fiber is on now. Async-signal-safe.
-void enter_signal_handler(Fiber* self, int sig);
+// The runtime's handler was entered in `self`, the kernel blocking `signals` (at most: the mask
+// is read back) on the carrier until it returns; and it is left: rt_sigreturn will install
+// `*installed`, made the fiber's mask, on the carrier the fiber is on now. Async-signal-safe.
+void enter_signal_handler(Fiber* self, uint64_t signals);
 // The fiber longjmp'd, perhaps out of handlers: none of the runtime's is left to finish.
 void left_signal_handlers(Fiber* self);
 void leave_signal_handler(Fiber* self, sigset_t* installed);

@@ -317,7 +317,14 @@ void set_signal_mask(Fiber* self, uint64_t mask) {
 
 void left_signal_handlers(Fiber* self) { self->kicks_raising = 0; }
 
-void enter_signal_handler(Fiber* self, int sig) { self->carrier->applied_sigmask |= bit_of(sig); }
+void enter_signal_handler(Fiber* self, uint64_t signals) {
+  Carrier* c = self->carrier;
+  if (signals == ~uint64_t{0}) {  // sa_mask full: what the kernel really blocks (one system call)
+    arch::raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, nullptr, &c->applied_sigmask, sizeof c->applied_sigmask);
+  } else {
+    c->applied_sigmask |= signals;
+  }
+}
 
 void leave_signal_handler(Fiber* self, sigset_t* installed) {
   memcpy(installed, &self->sigmask, sizeof self->sigmask);

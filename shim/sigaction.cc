@@ -14,8 +14,8 @@
 //     thread for the call, SA_RESETHAND. The runtime's handler itself runs with the signal blocked
 //     in the kernel until rt_sigreturn, as any handler without SA_NODEFER, so that a stream of
 //     instances is handled one after another rather than nested; but for the tick signal (whose
-//     handler switches fibers and must leave the next one's mask alone, sched/preempt.cc) and
-//     SIGSEGV (a fault in a chained handler then kills at once rather than hanging). SA_RESTART, SA_NOCLDSTOP and SA_NOCLDWAIT are mirrored on
+//     handler switches fibers and must leave the next one's mask alone, sched/preempt.cc).
+//     SIGSEGV's blocks every signal until the handling has left the carrier's alternate stack. SA_RESTART, SA_NOCLDSTOP and SA_NOCLDWAIT are mirrored on
 //     the real handler (under SIG_DFL/SIG_IGN it restarts, so that the tick signal's ticks never
 //     interrupt a call). SA_ONSTACK is not: a carrier's alternate stack is shared by every fiber
 //     it runs, and a handler may wait, which parks its fiber; the runtime's handler moves to the
@@ -111,7 +111,11 @@ void install_real(int sig, const struct sigaction& app) {
     if (sig == SIGCHLD) ours.sa_flags |= app.sa_flags & (SA_NOCLDSTOP | SA_NOCLDWAIT);
     if (sig == SIGSEGV) ours.sa_flags |= SA_ONSTACK;
     sigemptyset(&ours.sa_mask);
-    if (blocked_while_handled(sig)) {
+    if (sig == SIGSEGV) {
+      // Nothing else may run on the carrier's alternate stack before the frame moves off it
+      // (signal_route.cc); a fault in the handler itself then kills at once.
+      sigfillset(&ours.sa_mask);
+    } else if (blocked_while_handled(sig)) {
       sigaddset(&ours.sa_mask, sig);
     } else {
       ours.sa_flags |= SA_NODEFER;
@@ -168,7 +172,7 @@ void take_over_dispositions() {
 
 }  // namespace
 
-bool blocked_while_handled(int sig) { return sig != g_tick && sig != SIGSEGV; }
+bool blocked_while_handled(int sig) { return sig != g_tick; }
 
 struct sigaction program_action(int sig) {
   struct sigaction copy;

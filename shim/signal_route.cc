@@ -284,7 +284,9 @@ void dispatch(int sig, siginfo_t* info, void* context) {
   // The kernel blocked the signal on this thread until rt_sigreturn (sigaction.cc): the carrier's
   // mask says so until then, so that a fiber switched in meanwhile gets its own applied, and a
   // raise of the signal here is known to wait for this frame to be popped (sched::raise_here).
-  if (self && blocked_while_handled(sig)) sched::enter_signal_handler(self, sig);
+  if (self && blocked_while_handled(sig)) {
+    sched::enter_signal_handler(self, sig == SIGSEGV ? ~uint64_t{0} : sig_bit(sig));
+  }
   bool here = synchronous_fault(sig, info) || cpu_time_sample(sig, info);
   if (sched::take_kick(self, info)) {
     // (taken: it raised the fiber's pending signals)
@@ -318,7 +320,8 @@ void dispatch(int sig, siginfo_t* info, void* context) {
 // frames overwritten by the next fault of another fiber on that carrier. So unless the fiber's
 // own stack has overflowed, the kernel's frame is copied to the fiber's stack, just below the
 // interrupted stack pointer and its red zone (where the kernel puts a frame for a handler without
-// SA_ONSTACK), and the handling goes on there and ends with rt_sigreturn on the copy. The frame
+// SA_ONSTACK), and the handling goes on there as if the kernel had put it there (its return runs
+// rt_sigreturn on the copy, and unwinding walks from it into the faulting code). The frame
 // is the restorer's return address, the ucontext, the siginfo and, 64-byte aligned above them,
 // the FPU/XSAVE state that uc_mcontext.fpregs points to (its size is in the XSAVE software
 // bytes); the copy keeps the alignment, and its fpregs is pointed at its own state.
@@ -336,7 +339,6 @@ struct MovedSignal {
 void handle_moved(void* arg) {
   MovedSignal moved = *static_cast<MovedSignal*>(arg);  // (it lives on the stack left behind)
   dispatch(moved.sig, moved.info, moved.uc);
-  arch::sigreturn_from(moved.uc);
 }
 
 bool on_signal_stack() {
@@ -365,8 +367,7 @@ void move_frame_to_fiber_stack(sched::Fiber* self, int sig, siginfo_t* info, voi
   moved.info = reinterpret_cast<siginfo_t*>(copy + static_cast<uintptr_t>(reinterpret_cast<char*>(info) - frame));
   moved.uc = reinterpret_cast<ucontext_t*>(copy + sizeof(void*));
   moved.uc->uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(fp_copy);
-  arch::call_on_stack(handle_moved, &moved, reinterpret_cast<void*>(copy));
-  __builtin_unreachable();
+  arch::enter_handler(handle_moved, &moved, reinterpret_cast<void*>(copy));
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ struct sigaction program_action(int sig);
 // SA_RESETHAND: the program's disposition of `sig` becomes SIG_DFL. Async-signal-safe.
 void reset_to_default(int sig);
 // Whether the runtime's handler runs with `sig` blocked in the kernel until it returns (all but
-// the tick signal and SIGSEGV). Async-signal-safe.
+// the tick signal; SIGSEGV's blocks every signal). Async-signal-safe.
 bool blocked_while_handled(int sig);
 // Installs the real disposition of `sig` for the program's current one again (after the runtime's
 // handler took a default action that stopped the process, and it was continued).

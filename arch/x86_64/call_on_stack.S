@@ -35,25 +35,26 @@ vthread_arch_call_on_stack:
         .size   vthread_arch_call_on_stack, .-vthread_arch_call_on_stack
 
 /*
- * Returning from a signal handler whose kernel frame was moved (see shim/signal_route.cc):
+ * Entering a signal handler on a copy of its kernel frame (see shim/signal_route.cc), the way the
+ * kernel enters one:
  *
- *     void vthread_arch_sigreturn_from(void *uc)
+ *     void vthread_arch_enter_handler(void (*fn)(void *), void *arg, void *frame)
  *
- * rt_sigreturn reads the frame at rsp - 8 (the restorer's return address, popped by the handler's
- * ret, sits just below the ucontext), so rsp is set to the ucontext and the system call made. It
- * does not return: the kernel resumes what the ucontext describes.
+ * jumps to fn(arg) with rsp at `frame`, whose first word is the restorer's address (glibc's
+ * __restore_rt): fn's return runs rt_sigreturn on the copy, and unwinding from fn goes through
+ * __restore_rt's signal-frame CFI into the copied ucontext, that is, into the interrupted code.
  */
-        .globl  vthread_arch_sigreturn_from
-        .hidden vthread_arch_sigreturn_from
-        .type   vthread_arch_sigreturn_from, @function
+        .globl  vthread_arch_enter_handler
+        .hidden vthread_arch_enter_handler
+        .type   vthread_arch_enter_handler, @function
         .p2align 4
-vthread_arch_sigreturn_from:
+vthread_arch_enter_handler:
         .cfi_startproc
-        movq    %rdi, %rsp
-        movl    $15, %eax           /* __NR_rt_sigreturn */
-        syscall
-        ud2
+        movq    %rdx, %rsp
+        movq    %rdi, %rax
+        movq    %rsi, %rdi
+        jmp     *%rax
         .cfi_endproc
-        .size   vthread_arch_sigreturn_from, .-vthread_arch_sigreturn_from
+        .size   vthread_arch_enter_handler, .-vthread_arch_enter_handler
 
         .section .note.GNU-stack,"",@progbits

@@ -9,6 +9,7 @@
 // and the process's, not another thread's. (signal_process_test.cc, in the same binary: signals
 // sent to the process, and handlers run during mutex, join and condition waits.)
 #include <pthread.h>
+#include <execinfo.h>
 #include <setjmp.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -567,6 +568,67 @@ TEST_F(SignalTest, NoBurstOfPthreadKillIsLost) {
   computing.join();
   ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_EQ(lost, 0);
+}
+
+// A backtrace from a SIGSEGV handler that waited while another thread faulted shows its own
+// thread's faulting function, not the other's (a debugger's or a crash reporter's view).
+char* g_unmapped_page;
+thread_local void* t_faulting_function;
+std::atomic<int> g_own_frame{0}, g_other_frame{0};
+__attribute__((noinline, aligned(256))) void FaultHereA() { *static_cast<volatile char*>(g_unmapped_page) = 1; }
+__attribute__((noinline, aligned(256))) void FaultHereB() { *static_cast<volatile char*>(g_unmapped_page + 8) = 1; }
+
+bool In(void* pc, void (*function)()) {
+  auto at = reinterpret_cast<uintptr_t>(pc), start = reinterpret_cast<uintptr_t>(function);
+  return at >= start && at < start + 64;
+}
+
+void OnFaultBacktrace(int, siginfo_t*, void*) {
+  usleep(50 * 1000);
+  void* pcs[64];
+  int n = backtrace(pcs, 64);
+  bool own = false, other = false;
+  for (int i = 0; i < n; ++i) {
+    for (auto function : {FaultHereA, FaultHereB}) {
+      if (!In(pcs[i], function)) continue;
+      if (reinterpret_cast<void*>(function) == t_faulting_function) {
+        own = true;
+      } else {
+        other = true;
+      }
+    }
+  }
+  if (own) g_own_frame++;
+  if (other) g_other_frame++;
+  mprotect(g_unmapped_page, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE);
+}
+
+TEST_F(SignalTest, ABacktraceFromAWaitingFaultHandlerShowsItsOwnThread) {
+  long page_size = sysconf(_SC_PAGESIZE);
+  g_unmapped_page = static_cast<char*>(mmap(nullptr, page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(g_unmapped_page, MAP_FAILED);
+  struct sigaction action = {}, old;
+  action.sa_sigaction = OnFaultBacktrace;
+  action.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &action, &old), 0);
+  g_own_frame = 0;
+  g_other_frame = 0;
+  std::thread a([] {
+    t_faulting_function = reinterpret_cast<void*>(FaultHereA);
+    FaultHereA();
+  });
+  std::thread b([] {
+    usleep(10 * 1000);
+    t_faulting_function = reinterpret_cast<void*>(FaultHereB);
+    FaultHereB();
+  });
+  a.join();
+  b.join();
+  ASSERT_EQ(sigaction(SIGSEGV, &old, nullptr), 0);
+  munmap(g_unmapped_page, page_size);
+  EXPECT_EQ(g_other_frame.load(), 0) << "a backtrace went into the other thread's frames";
+  EXPECT_GE(g_own_frame.load(), 1);
 }
 
 // ---- EINTR --------------------------------------------------------------------------------------
