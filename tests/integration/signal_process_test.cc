@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -231,26 +232,91 @@ int64_t SignalAndWaitForTheHandler(pthread_t waiter) {
   return g_calls == 0 ? 3 * kNsPerSec : g_when - sent;
 }
 
-TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAMutexWhichItThenTakes) {
-  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
-  ASSERT_EQ(pthread_mutex_lock(&mutex), 0);
-  std::atomic<bool> locked{false};
+// `wait`, in a new thread, blocks until this thread calls `release`: a SIGUSR1 sent meanwhile runs
+// its handler in that thread at once, and the wait goes on until released.
+void ExpectAHandlerRunsDuringTheWait(const char* what, const std::function<void()>& wait,
+                                     const std::function<void()>& release) {
+  std::atomic<bool> done{false};
   std::thread waiter([&] {
     t_identity = 9;
     g_ready = true;
-    pthread_mutex_lock(&mutex);
-    locked = true;
-    pthread_mutex_unlock(&mutex);
+    wait();
+    done = true;
   });
   int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
-  bool locked_early = locked;
-  ASSERT_EQ(pthread_mutex_unlock(&mutex), 0);
+  bool done_early = done;
+  release();
   waiter.join();
-  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the mutex";
+  EXPECT_LT(latency, kNsPerSec) << "the handler waited for " << what;
   EXPECT_EQ(g_calls, 1);
   EXPECT_EQ(g_identity, 9);
-  EXPECT_FALSE(locked_early);
-  EXPECT_TRUE(locked);
+  EXPECT_FALSE(done_early) << what << " ended early";
+  EXPECT_TRUE(done);
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAMutexWhichItThenTakes) {
+  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  ASSERT_EQ(pthread_mutex_lock(&mutex), 0);
+  ExpectAHandlerRunsDuringTheWait(
+      "the mutex",
+      [&] {
+        pthread_mutex_lock(&mutex);
+        pthread_mutex_unlock(&mutex);
+      },
+      [&] { pthread_mutex_unlock(&mutex); });
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAReadLockWhichItThenTakes) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  ASSERT_EQ(pthread_rwlock_wrlock(&lock), 0);
+  ExpectAHandlerRunsDuringTheWait(
+      "the read lock",
+      [&] {
+        pthread_rwlock_rdlock(&lock);
+        pthread_rwlock_unlock(&lock);
+      },
+      [&] { pthread_rwlock_unlock(&lock); });
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAWriteLockWhichItThenTakes) {
+  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+  ASSERT_EQ(pthread_rwlock_rdlock(&lock), 0);
+  ExpectAHandlerRunsDuringTheWait(
+      "the write lock",
+      [&] {
+        pthread_rwlock_wrlock(&lock);
+        pthread_rwlock_unlock(&lock);
+      },
+      [&] { pthread_rwlock_unlock(&lock); });
+}
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsAtABarrierWhichThenOpens) {
+  pthread_barrier_t barrier;
+  ASSERT_EQ(pthread_barrier_init(&barrier, nullptr, 2), 0);
+  ExpectAHandlerRunsDuringTheWait(
+      "the barrier", [&] { pthread_barrier_wait(&barrier); }, [&] { pthread_barrier_wait(&barrier); });
+  ASSERT_EQ(pthread_barrier_destroy(&barrier), 0);
+}
+
+pthread_once_t g_once = PTHREAD_ONCE_INIT;
+std::atomic<bool> g_init_may_end{false};
+std::atomic<int> g_inits{0};
+
+TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAnotherThreadsPthreadOnce) {
+  std::thread initializer([] {
+    pthread_once(&g_once, [] {
+      g_inits++;
+      while (!g_init_may_end) usleep(1000);
+    });
+  });
+  while (g_inits == 0) usleep(1000);
+  ExpectAHandlerRunsDuringTheWait(
+      "pthread_once", [] { pthread_once(&g_once, [] { g_inits++; }); },
+      [&] {
+        g_init_may_end = true;
+        initializer.join();
+      });
+  EXPECT_EQ(g_inits, 1);
 }
 
 std::atomic<bool> g_release{false};
@@ -312,102 +378,6 @@ TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsOnAConditionThatThenSig
   EXPECT_EQ(g_identity, 9);
   EXPECT_FALSE(returned_early);
   EXPECT_EQ(wait_result, 0);
-}
-
-TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAReadLockWhichItThenTakes) {
-  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
-  ASSERT_EQ(pthread_rwlock_wrlock(&lock), 0);
-  std::atomic<bool> locked{false};
-  std::thread waiter([&] {
-    t_identity = 9;
-    g_ready = true;
-    pthread_rwlock_rdlock(&lock);
-    locked = true;
-    pthread_rwlock_unlock(&lock);
-  });
-  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
-  bool locked_early = locked;
-  ASSERT_EQ(pthread_rwlock_unlock(&lock), 0);
-  waiter.join();
-  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the read lock";
-  EXPECT_EQ(g_calls, 1);
-  EXPECT_EQ(g_identity, 9);
-  EXPECT_FALSE(locked_early);
-  EXPECT_TRUE(locked);
-}
-
-TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAWriteLockWhichItThenTakes) {
-  pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
-  ASSERT_EQ(pthread_rwlock_rdlock(&lock), 0);
-  std::atomic<bool> locked{false};
-  std::thread waiter([&] {
-    t_identity = 9;
-    g_ready = true;
-    pthread_rwlock_wrlock(&lock);
-    locked = true;
-    pthread_rwlock_unlock(&lock);
-  });
-  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
-  bool locked_early = locked;
-  ASSERT_EQ(pthread_rwlock_unlock(&lock), 0);
-  waiter.join();
-  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the write lock";
-  EXPECT_EQ(g_calls, 1);
-  EXPECT_FALSE(locked_early);
-  EXPECT_TRUE(locked);
-}
-
-TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsAtABarrierWhichThenOpens) {
-  pthread_barrier_t barrier;
-  ASSERT_EQ(pthread_barrier_init(&barrier, nullptr, 2), 0);
-  std::atomic<bool> passed{false};
-  std::thread waiter([&] {
-    t_identity = 9;
-    g_ready = true;
-    pthread_barrier_wait(&barrier);
-    passed = true;
-  });
-  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
-  bool passed_early = passed;
-  pthread_barrier_wait(&barrier);
-  waiter.join();
-  ASSERT_EQ(pthread_barrier_destroy(&barrier), 0);
-  EXPECT_LT(latency, kNsPerSec) << "the handler waited for the barrier";
-  EXPECT_EQ(g_calls, 1);
-  EXPECT_EQ(g_identity, 9);
-  EXPECT_FALSE(passed_early);
-  EXPECT_TRUE(passed);
-}
-
-pthread_once_t g_once = PTHREAD_ONCE_INIT;
-std::atomic<bool> g_init_may_end{false};
-std::atomic<int> g_inits{0};
-
-TEST_F(ProcessSignalTest, AHandlerRunsWhileItsThreadWaitsForAnotherThreadsPthreadOnce) {
-  std::thread initializer([] {
-    pthread_once(&g_once, [] {
-      g_inits++;
-      while (!g_init_may_end) usleep(1000);
-    });
-  });
-  while (g_inits == 0) usleep(1000);
-  std::atomic<bool> returned{false};
-  std::thread waiter([&] {
-    t_identity = 9;
-    g_ready = true;
-    pthread_once(&g_once, [] { g_inits++; });
-    returned = true;
-  });
-  int64_t latency = SignalAndWaitForTheHandler(waiter.native_handle());
-  bool returned_early = returned;
-  g_init_may_end = true;
-  initializer.join();
-  waiter.join();
-  EXPECT_LT(latency, kNsPerSec) << "the handler waited for pthread_once";
-  EXPECT_EQ(g_calls, 1);
-  EXPECT_EQ(g_identity, 9);
-  EXPECT_FALSE(returned_early);
-  EXPECT_EQ(g_inits, 1);
 }
 
 // A futex wait a handler interrupts fails with EINTR, as the kernel's does after a handler that
