@@ -125,6 +125,8 @@ struct Fiber {
   std::atomic<uint64_t> sigwait_set;
   // Set as it exits: signals given to it for the process after this go back to the process.
   std::atomic<bool> signals_closed;
+  // Of its pending signals, those it was given for the process (they go back if it exits).
+  std::atomic<uint64_t> process_given;
   // The signals whose kicks' handlers are raising its pending signals (signals.cc, take_kick).
   uint64_t kicks_raising;
   // While set_signal_mask() changes its carrier's mask: a process-directed signal the kernel

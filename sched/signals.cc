@@ -145,6 +145,7 @@ void take_process_signals(Fiber* self, uint64_t wanted) {
     uint64_t bit = bit_of(sig);
     if (!(mine & 1) || !(g_process_pending.fetch_and(~bit, std::memory_order_acq_rel) & bit)) continue;
     hand_info(sig, kForProcess, self);
+    self->process_given.fetch_or(bit, std::memory_order_relaxed);
     self->pending_signals.fetch_or(bit, std::memory_order_release);
   }
 }
@@ -156,7 +157,10 @@ void take_process_signals(Fiber* self, uint64_t wanted) {
 bool take_pending(Fiber* self, int sig, siginfo_t* info) {
   uint64_t bit = bit_of(sig);
   if (!take_info(sig, self, info)) info->si_signo = 0;
-  if (self->pending_signals.fetch_and(~bit, std::memory_order_acq_rel) & bit) return true;
+  if (self->pending_signals.fetch_and(~bit, std::memory_order_acq_rel) & bit) {
+    self->process_given.fetch_and(~bit, std::memory_order_relaxed);
+    return true;
+  }
   if (info->si_signo) keep_info(sig, info, self);
   return false;
 }
@@ -220,15 +224,27 @@ uint64_t blocked_signals(const Fiber* fiber) {
 
 void count_signal_mask(Fiber* fiber) { count_refusers(refused(fiber), +1); }
 
+// A signal `fiber` was given for the process, and will not take, goes back to the process.
+void give_back_to_process(int sig, Fiber* fiber) {
+  siginfo_t info;
+  if (!take_info(sig, fiber, &info)) {
+    memset(&info, 0, sizeof info);
+    info.si_signo = sig;
+    info.si_code = SI_USER;
+  }
+  hold_signal_for_process(sig, &info);
+}
+
 void exit_signals(Fiber* self) {
   count_refusers(refused(self), -1);
   // The router may still choose this fiber: either it sees the flag (give_process_signal), or the
   // exchange below sees what it gave.
   self->signals_closed.store(true, std::memory_order_seq_cst);
-  uint64_t pending = self->pending_signals.exchange(0, std::memory_order_seq_cst);
+  // Those sent to the thread die with it, as natively.
+  uint64_t pending = self->pending_signals.exchange(0, std::memory_order_seq_cst) &
+                     self->process_given.load(std::memory_order_relaxed);
   for (int sig = 1; pending; ++sig, pending >>= 1) {
-    siginfo_t info;
-    if ((pending & 1) && take_info(sig, self, &info)) hold_signal_for_process(sig, &info);
+    if (pending & 1) give_back_to_process(sig, self);
   }
 }
 
@@ -361,16 +377,11 @@ bool give_process_signal(int sig, Fiber* target) {
   uint64_t bit = bit_of(sig);
   if (!(g_process_pending.fetch_and(~bit, std::memory_order_acq_rel) & bit)) return false;
   hand_info(sig, kForProcess, target);
+  target->process_given.fetch_or(bit, std::memory_order_relaxed);
   target->pending_signals.fetch_or(bit, std::memory_order_seq_cst);
   if (target->signals_closed.load(std::memory_order_seq_cst) &&
       (target->pending_signals.fetch_and(~bit, std::memory_order_seq_cst) & bit)) {
-    siginfo_t info;  // it is exiting: the process gets it back, for another fiber
-    if (!take_info(sig, target, &info)) {
-      memset(&info, 0, sizeof info);
-      info.si_signo = sig;
-      info.si_code = SI_USER;
-    }
-    hold_signal_for_process(sig, &info);
+    give_back_to_process(sig, target);  // it is exiting: for another fiber
     return false;
   }
   return true;

@@ -631,6 +631,33 @@ TEST_F(SignalTest, ABacktraceFromAWaitingFaultHandlerShowsItsOwnThread) {
   EXPECT_GE(g_own_frame.load(), 1);
 }
 
+// A signal sent to a thread that blocks it and exits dies with the thread: no other thread gets it.
+TEST_F(SignalTest, ASignalPendingForAThreadThatExitsGoesNowhere) {
+  struct sigaction action = {}, old;
+  action.sa_handler = OnCaught;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  g_caught = 0;
+  std::atomic<bool> blocked{false}, sent{false};
+  std::thread blocking([&] {
+    t_identity = 5;
+    sigset_t usr2 = Only(SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, nullptr);
+    blocked = true;
+    while (!sent) usleep(1000);
+  });
+  while (!blocked) usleep(1000);
+  union sigval value;
+  value.sival_int = 7;
+  ASSERT_EQ(pthread_sigqueue(blocking.native_handle(), SIGUSR2, value), 0);
+  ASSERT_EQ(pthread_kill(blocking.native_handle(), SIGUSR2), 0);
+  sent = true;
+  blocking.join();
+  usleep(100 * 1000);  // time for a signal given back to the process to reach this thread
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_EQ(g_caught.load(), 0) << "the exited thread's signal ran in another thread";
+}
+
 // ---- EINTR --------------------------------------------------------------------------------------
 
 // Runs `wait` in a thread (up to 5 times, until it reports EINTR) while this thread sends SIGUSR1
