@@ -367,11 +367,7 @@ void ReplacingHandler(int, siginfo_t*, void* context) {
 }
 
 TEST(Altstack, WhatTheHandlerLeavesInItsContextIsTheSettingAfter) {
-  struct sigaction action = {}, old;
-  action.sa_sigaction = ReplacingHandler;
-  action.sa_flags = SA_SIGINFO;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR2, ReplacingHandler);
   g_replacement = MapAltstack();
   ASSERT_NE(g_replacement, nullptr);
   pthread_t t;
@@ -387,7 +383,6 @@ TEST(Altstack, WhatTheHandlerLeavesInItsContextIsTheSettingAfter) {
             0);
   void* replaced;
   ASSERT_EQ(pthread_join(t, &replaced), 0);
-  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
   EXPECT_EQ(replaced, g_replacement);
   munmap(g_replacement, kAltSize);
 }
@@ -414,11 +409,7 @@ void WaitingOnstackHandler(int) {
 }
 
 TEST(Altstack, HandlersOnItMayWaitWhileOtherThreadsRunTheirs) {
-  struct sigaction action = {}, old;
-  action.sa_handler = WaitingOnstackHandler;
-  action.sa_flags = SA_ONSTACK;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR1, WaitingOnstackHandler, SA_ONSTACK);
   g_waiting_corrupted = 0;
   g_waiting_handled = 0;
   constexpr int kThreads = 8, kSignals = 30;
@@ -438,7 +429,6 @@ TEST(Altstack, HandlersOnItMayWaitWhileOtherThreadsRunTheirs) {
               0);
   }
   for (auto t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
-  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_EQ(g_waiting_corrupted.load(), 0);
   EXPECT_EQ(g_waiting_handled.load(), kThreads * kSignals);
 }
@@ -452,11 +442,7 @@ void JumpingHandler(int) { __longjmp_chk(g_jump, 1); }
 
 TEST(Altstack, AFortifiedLongjmpLeavesAHandlerOnIt) {
   alignas(16) char in_main[kAltSize];
-  struct sigaction action = {}, old;
-  action.sa_handler = JumpingHandler;
-  action.sa_flags = SA_ONSTACK;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR2, JumpingHandler, SA_ONSTACK);
   pthread_t t;
   ASSERT_EQ(pthread_create(&t, nullptr,
                            [](void* stack) -> void* {
@@ -481,7 +467,6 @@ TEST(Altstack, AFortifiedLongjmpLeavesAHandlerOnIt) {
             0);
   void* jumped;
   ASSERT_EQ(pthread_join(t, &jumped), 0);
-  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
   EXPECT_NE(jumped, nullptr) << "no jump, or SIGUSR2 left blocked";
 }
 

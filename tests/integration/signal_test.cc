@@ -278,11 +278,7 @@ void OnQueued(int, siginfo_t* info, void*) {
 }
 
 TEST_F(SignalTest, PthreadSigqueueCarriesItsValueToTheThread) {
-  struct sigaction action = {}, old;
-  action.sa_sigaction = OnQueued;
-  action.sa_flags = SA_SIGINFO;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR2, OnQueued);
   g_queued_code = 0;
   Target target;
   pthread_t thread;
@@ -295,7 +291,6 @@ TEST_F(SignalTest, PthreadSigqueueCarriesItsValueToTheThread) {
   EXPECT_EQ(pthread_sigqueue(thread, -1, value), EINVAL);
   target.stop = true;
   ASSERT_EQ(pthread_join(thread, nullptr), 0);
-  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
   EXPECT_EQ(g_queued_code.load(), SI_QUEUE);
   EXPECT_EQ(g_queued_value.load(), 4242);
   EXPECT_EQ(g_queued_identity.load(), 77);
@@ -332,10 +327,7 @@ void OnUsr1JumpBack(int) {
 }
 
 TEST_F(SignalTest, SiglongjmpOutOfAHandlerRestoresTheSavedMask) {
-  struct sigaction action = {}, old;
-  action.sa_handler = OnUsr1JumpBack;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR1, OnUsr1JumpBack);
   g_jumps = 0;
   std::atomic<int> unblocked_after{0};
   std::thread jumper([&] {
@@ -354,7 +346,6 @@ TEST_F(SignalTest, SiglongjmpOutOfAHandlerRestoresTheSavedMask) {
     }
   });
   jumper.join();
-  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_EQ(g_jumps.load(), 5);
   EXPECT_EQ(unblocked_after.load(), 5);
 }
@@ -369,10 +360,7 @@ void OnCaught(int) {
 }
 
 void ExpectTheBlockingThreadGetsIt(int sig, const std::function<void()>& cause) {
-  struct sigaction action = {}, old;
-  action.sa_handler = OnCaught;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(sig, &action, &old), 0);
+  vthread_test::ScopedHandler handler(sig, OnCaught);
   g_caught = 0;
   std::atomic<int> phase{0}, caught_while_blocked{-1};
   std::thread cause_it([&] {
@@ -396,7 +384,6 @@ void ExpectTheBlockingThreadGetsIt(int sig, const std::function<void()>& cause) 
   });
   cause_it.join();
   bystander.join();
-  ASSERT_EQ(sigaction(sig, &old, nullptr), 0);
   EXPECT_EQ(caught_while_blocked.load(), 0);
   EXPECT_EQ(g_caught.load(), 1);
   EXPECT_EQ(g_caught_identity.load(), 5) << "the handler ran in another thread";
@@ -437,11 +424,7 @@ void OnFault(int, siginfo_t* info, void*) {
 
 TEST_F(SignalTest, AFaultHandlerMayWaitWhileOtherThreadsFault) {
   g_page_size = sysconf(_SC_PAGESIZE);
-  struct sigaction action = {}, old;
-  action.sa_sigaction = OnFault;
-  action.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGSEGV, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGSEGV, OnFault, SA_NODEFER);
   g_fault_frames_corrupted = 0;
   for (auto& page : g_fault_pages) {
     page = static_cast<char*>(mmap(nullptr, g_page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -457,7 +440,6 @@ TEST_F(SignalTest, AFaultHandlerMayWaitWhileOtherThreadsFault) {
     });
   }
   for (auto& t : faulters) t.join();
-  ASSERT_EQ(sigaction(SIGSEGV, &old, nullptr), 0);
   for (auto page : g_fault_pages) munmap(page, g_page_size);
   EXPECT_EQ(written.load(), kFaulters);
   EXPECT_EQ(g_fault_frames_corrupted.load(), 0);
@@ -469,10 +451,7 @@ sigjmp_buf g_out_of_raise;
 void OnUsr1JumpOut(int) { siglongjmp(g_out_of_raise, 1); }
 
 TEST_F(SignalTest, AThreadThatJumpedOutOfARaisedHandlerIsStillPreempted) {
-  struct sigaction action = {}, old;
-  action.sa_handler = OnUsr1JumpOut;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR1, OnUsr1JumpOut);
   std::atomic<bool> stop{false}, stopped_in_time{false};
   std::thread spinner([&] {
     if (sigsetjmp(g_out_of_raise, 1) == 0) raise(SIGUSR1);
@@ -484,7 +463,6 @@ TEST_F(SignalTest, AThreadThatJumpedOutOfARaisedHandlerIsStillPreempted) {
   usleep(50 * 1000);
   stop = true;
   spinner.join();
-  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_TRUE(stopped_in_time.load()) << "the main thread did not run while it spun";
 }
 
@@ -539,10 +517,7 @@ std::atomic<int> g_burst{0}, g_burst_seen{0};
 void OnBurst(int) { g_burst_seen = g_burst.load(); }
 
 TEST_F(SignalTest, NoBurstOfPthreadKillIsLost) {
-  struct sigaction action = {}, old;
-  action.sa_handler = OnBurst;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR1, OnBurst);
   g_burst = 0;
   g_burst_seen = 0;
   std::atomic<bool> stop{false};
@@ -566,7 +541,6 @@ TEST_F(SignalTest, NoBurstOfPthreadKillIsLost) {
   }
   stop = true;
   computing.join();
-  ASSERT_EQ(sigaction(SIGUSR1, &old, nullptr), 0);
   EXPECT_EQ(lost, 0);
 }
 
@@ -607,11 +581,7 @@ TEST_F(SignalTest, ABacktraceFromAWaitingFaultHandlerShowsItsOwnThread) {
   long page_size = sysconf(_SC_PAGESIZE);
   g_unmapped_page = static_cast<char*>(mmap(nullptr, page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(g_unmapped_page, MAP_FAILED);
-  struct sigaction action = {}, old;
-  action.sa_sigaction = OnFaultBacktrace;
-  action.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGSEGV, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGSEGV, OnFaultBacktrace, SA_NODEFER);
   g_own_frame = 0;
   g_other_frame = 0;
   std::thread a([] {
@@ -625,7 +595,6 @@ TEST_F(SignalTest, ABacktraceFromAWaitingFaultHandlerShowsItsOwnThread) {
   });
   a.join();
   b.join();
-  ASSERT_EQ(sigaction(SIGSEGV, &old, nullptr), 0);
   munmap(g_unmapped_page, page_size);
   EXPECT_EQ(g_other_frame.load(), 0) << "a backtrace went into the other thread's frames";
   EXPECT_GE(g_own_frame.load(), 1);
@@ -633,10 +602,7 @@ TEST_F(SignalTest, ABacktraceFromAWaitingFaultHandlerShowsItsOwnThread) {
 
 // A signal sent to a thread that blocks it and exits dies with the thread: no other thread gets it.
 TEST_F(SignalTest, ASignalPendingForAThreadThatExitsGoesNowhere) {
-  struct sigaction action = {}, old;
-  action.sa_handler = OnCaught;
-  sigemptyset(&action.sa_mask);
-  ASSERT_EQ(sigaction(SIGUSR2, &action, &old), 0);
+  vthread_test::ScopedHandler handler(SIGUSR2, OnCaught);
   g_caught = 0;
   std::atomic<bool> blocked{false}, sent{false};
   std::thread blocking([&] {
@@ -654,7 +620,6 @@ TEST_F(SignalTest, ASignalPendingForAThreadThatExitsGoesNowhere) {
   sent = true;
   blocking.join();
   usleep(100 * 1000);  // time for a signal given back to the process to reach this thread
-  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
   EXPECT_EQ(g_caught.load(), 0) << "the exited thread's signal ran in another thread";
 }
 

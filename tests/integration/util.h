@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,34 @@ inline timespec ToTimespec(int64_t ns) {
 inline timespec DeadlineIn(int64_t delta_ns, clockid_t clock = CLOCK_REALTIME) {
   return ToTimespec(NowNs(clock) + delta_ns);
 }
+
+// Installs a handler for `sig` for the rest of the scope (a test), and puts back the disposition
+// it replaced when the scope ends.
+class ScopedHandler {
+ public:
+  ScopedHandler(int sig, void (*handler)(int), int flags = 0) : sig_(sig) {
+    struct sigaction action = {};
+    action.sa_handler = handler;
+    Install(action, flags);
+  }
+  ScopedHandler(int sig, void (*handler)(int, siginfo_t*, void*), int flags = 0) : sig_(sig) {
+    struct sigaction action = {};
+    action.sa_sigaction = handler;
+    Install(action, flags | SA_SIGINFO);
+  }
+  ~ScopedHandler() { sigaction(sig_, &old_, nullptr); }
+  ScopedHandler(const ScopedHandler&) = delete;
+  ScopedHandler& operator=(const ScopedHandler&) = delete;
+
+ private:
+  void Install(struct sigaction& action, int flags) {
+    action.sa_flags = flags;
+    sigemptyset(&action.sa_mask);
+    EXPECT_EQ(sigaction(sig_, &action, &old_), 0);
+  }
+  int sig_;
+  struct sigaction old_ = {};
+};
 
 // True when the test runs under the shim (tests/defs.bzl sets it for the vthread variants only).
 inline bool ExpectFibers() {
