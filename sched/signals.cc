@@ -459,7 +459,8 @@ void drain_kicks(Carrier* c, Fiber* self) {
     struct timespec no_wait = {0, 0};
     siginfo_t info;
     // The instance taken may be a real one, pending for the process: that one is held for it.
-    if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) == sig && !is_kick(&info)) {
+    if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) == sig && !is_kick(&info) &&
+        !preempt::is_tick(&info)) {
       hold_signal_for_process(sig, &info);
     }
   }
@@ -490,7 +491,10 @@ void reclaim_carrier_signals(Carrier* c, Fiber* self, uint64_t opened) {
     uint64_t only = bit_of(sig);
     struct timespec no_wait = {0, 0};
     siginfo_t info;
-    if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) != sig || is_kick(&info)) continue;
+    if (arch::raw_syscall(SYS_rt_sigtimedwait, &only, &info, &no_wait, sizeof only) != sig || is_kick(&info) ||
+        preempt::is_tick(&info)) {
+      continue;  // a kick's work is done at the switch; a tick is only for the fiber that ran
+    }
     if (!sent_to_carrier_thread(sig, &info)) {
       hold_signal_for_process(sig, &info);
     } else if (owner && alive(owner)) {
@@ -564,6 +568,7 @@ void reset_signals_after_fork() {
   g_monitor_tid.store(0, std::memory_order_relaxed);
   if (Fiber* self = current()) {
     self->pending_signals.store(0, std::memory_order_relaxed);
+    self->process_given.store(0, std::memory_order_relaxed);
     count_signal_mask(self);  // the only fiber left
   }
 }

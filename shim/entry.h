@@ -29,7 +29,11 @@ class ShimEntry {
         sched::preempt::take_pending(fiber_);
       }
       fiber_->in_call = function;
-      if (fiber_->pending_signals.load(std::memory_order_relaxed)) sched::deliver_pending_signals(fiber_);
+      // Pending signals too, at the outermost entry only, for the same reason: their handlers run
+      // as program code, preemptible.
+      if (!outer_call_ && fiber_->pending_signals.load(std::memory_order_relaxed)) {
+        sched::deliver_pending_signals(fiber_);
+      }
       async_cancellation_point(fiber_);
     }
   }

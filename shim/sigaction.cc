@@ -113,8 +113,11 @@ void install_real(int sig, const struct sigaction& app) {
     sigemptyset(&ours.sa_mask);
     if (sig == SIGSEGV) {
       // Nothing else may run on the carrier's alternate stack before the frame moves off it
-      // (signal_route.cc); a fault in the handler itself then kills at once.
+      // (signal_route.cc); a fault in the handler itself then kills at once. But ticks: their
+      // handler does not switch there (sched/preempt.cc), and held back they would be taken
+      // later for the program's own instances of the signal.
       sigfillset(&ours.sa_mask);
+      if (g_tick) sigdelset(&ours.sa_mask, g_tick);
     } else if (blocked_while_handled(sig)) {
       sigaddset(&ours.sa_mask, sig);
     } else {

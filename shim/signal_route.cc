@@ -168,11 +168,16 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // The handler is program code, even when it runs from inside an interposed call (raise, a wait
   // a signal ended, a blocking call a kick interrupted): preemptible, reachable by kicks, and
   // left for good if it longjmps out, where the call's ShimEntry would never end.
+  // Nor is it inside a kick's raising (sched/signals.cc): another instance may nest in it as
+  // natively (SA_NODEFER).
   const char* in_call = self->in_call;
+  uint64_t kicks_raising = self->kicks_raising;
   self->in_call = nullptr;
+  self->kicks_raising = 0;
   sched::Nanos blocked_in_call = sched::suspend_blocking();  // see sched/handoff.h
   call_program_handler(self, (app.sa_flags & SA_ONSTACK) && !tick, uc, invoke_as_planned, &call);
   sched::resume_blocking(blocked_in_call);
+  self->kicks_raising = kicks_raising;
   self->in_call = in_call;
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
