@@ -205,7 +205,9 @@ TEST(Preempt, FpAndAvxStateSurvivePreemption) {
     interleaved += jobs[i].interleaved;
   }
   // With one carrier, another thread can finish a chunk during ours only if ours was preempted.
-  if (ExpectFibers() && vthread_test::Carriers() == 1) EXPECT_GT(interleaved, 0);
+  if (ExpectFibers() && vthread_test::Carriers() == 1) {
+    EXPECT_GT(interleaved, 0);
+  }
 }
 
 }  // namespace
