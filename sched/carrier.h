@@ -156,8 +156,8 @@ void start_carrier_thread(Carrier* c);
 // Records that the main fiber was reaped: main_fiber() will not make another.
 void forget_main_fiber();
 
-// Applies the fiber's signal mask to the carrier running it (one system call).
-void apply_signal_mask(Fiber* self);
+// Gives carrier `c`'s thread (the calling one) the kernel signal mask `mask` (one system call).
+void apply_signal_mask(Carrier* c, uint64_t mask);
 
 // signals.cc
 // On a switch to `self` when kicks were sent to carrier `c`: takes back those `self` blocks, which

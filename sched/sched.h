@@ -161,7 +161,22 @@ void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held);
 void enter_signal_handler(Fiber* self, uint64_t signals);
 // The fiber longjmp'd, perhaps out of handlers: none of the runtime's is left to finish.
 void left_signal_handlers(Fiber* self);
-void leave_signal_handler(Fiber* self, sigset_t* installed);
+// `entered_on`: the carrier the handler was entered on; if the fiber moved since, the ucontext's
+// alternate stack becomes the new carrier's (rt_sigreturn would install the old one's).
+void leave_signal_handler(Fiber* self, ucontext_t* uc, const void* entered_on);
+// Around the program's handler, which the runtime's handler calls in `self`: it is program code,
+// even when it runs from inside an interposed call (raise, a wait a signal ended, a blocking call a
+// kick interrupted), so for its time the fiber is in no call (preemptible, reachable by kicks, and
+// left for good if the handler longjmps out, where the call's end would never run), in no kick's
+// raising (another instance may nest in it, as natively with SA_NODEFER), and its carrier is not
+// marked as blocked (sched/handoff.h). leave_program_handler puts back what enter took.
+struct ProgramHandlerScope {
+  const char* in_call;
+  uint64_t kicks_raising;
+  Nanos blocking_since;
+};
+ProgramHandlerScope enter_program_handler(Fiber* self);
+void leave_program_handler(Fiber* self, const ProgramHandlerScope& outer);
 // Sets the signals the calling fiber waits for in sigwait (Fiber::sigwait_set).
 void set_sigwait_set(Fiber* self, uint64_t wanted);
 // Counts the mask of a fiber the runtime did not spawn (the main fiber, when the shim takes over

@@ -111,8 +111,6 @@ constexpr Nanos kSpinBeforeSleep = 50 * 1000;
 // See yield().
 constexpr uint32_t kYieldsPerKernelYield = 64;
 
-
-
 Spinlock g_idle_lock;
 Carrier* g_idle_list = nullptr;
 std::atomic<int> g_idle_count{0};
@@ -243,10 +241,9 @@ static void dispatch(Carrier* c, Fiber* next) {
   }
 }
 
-void apply_signal_mask(Fiber* self) {
-  uint64_t mask = self->sigmask;
+void apply_signal_mask(Carrier* c, uint64_t mask) {
   arch::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, sizeof mask);
-  self->carrier->applied_sigmask = mask;
+  c->applied_sigmask = mask;
 }
 
 // The signal state a fiber takes back onto the carrier it resumes on: its mask, kicks sent to this
@@ -256,7 +253,7 @@ static inline void resume_signals(Fiber* self) {
   Carrier* c = self->carrier;
   if (__builtin_expect(self->sigmask != c->applied_sigmask, 0)) {
     if (uint64_t opened = c->applied_sigmask & ~self->sigmask) reclaim_carrier_signals(c, self, opened);
-    apply_signal_mask(self);
+    apply_signal_mask(c, self->sigmask);
   }
   c->last_fiber = self;
   if (__builtin_expect(c->kicked_signals.load(std::memory_order_relaxed) != 0, 0)) drain_kicks(c, self);

@@ -47,11 +47,13 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 
 #include <atomic>
 
 #include "arch/raw_syscall.h"
 #include "sched/carrier.h"
+#include "sched/handoff.h"
 #include "sched/monitor.h"
 #include "sched/preempt.h"
 #include "sched/sched.h"
@@ -297,8 +299,8 @@ uint64_t kernel_signal_mask() {
 }
 
 // set_signal_mask's part before raising: records `mask` as the fiber's and gives the carrier's
-// thread `mask | held`. Returns the mask the carrier has.
-uint64_t record_signal_mask(Fiber* self, uint64_t mask, uint64_t held) {
+// thread `mask | held`.
+void record_signal_mask(Fiber* self, uint64_t mask, uint64_t held) {
   uint64_t before = refused(self);
   // The tick signal is never blocked on a carrier (preemption needs it): the program's wish to
   // block it is kept aside (Fiber::app_blocks_tick).
@@ -315,15 +317,13 @@ uint64_t record_signal_mask(Fiber* self, uint64_t mask, uint64_t held) {
     if (uint64_t opened = c->applied_sigmask & ~kernel) reclaim_carrier_signals(c, self, opened);
     self->unmasking = true;
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    arch::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &kernel, nullptr, sizeof kernel);
-    c->applied_sigmask = kernel;
+    apply_signal_mask(c, kernel);
     std::atomic_signal_fence(std::memory_order_seq_cst);
     self->unmasking = false;
   }
   // Published before looking at the process's set (see the top).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   take_process_signals(self, ~blocked_signals(self));
-  return kernel;
 }
 
 void set_signal_mask(Fiber* self, uint64_t mask) {
@@ -342,9 +342,26 @@ void enter_signal_handler(Fiber* self, uint64_t signals) {
   }
 }
 
-void leave_signal_handler(Fiber* self, sigset_t* installed) {
-  memcpy(installed, &self->sigmask, sizeof self->sigmask);
+void leave_signal_handler(Fiber* self, ucontext_t* uc, const void* entered_on) {
+  memcpy(&uc->uc_sigmask, &self->sigmask, sizeof self->sigmask);
   self->carrier->applied_sigmask = self->sigmask;
+  if (self->carrier != entered_on) {
+    stack_t altstack;
+    if (arch::raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0) uc->uc_stack = altstack;
+  }
+}
+
+ProgramHandlerScope enter_program_handler(Fiber* self) {
+  ProgramHandlerScope outer{self->in_call, self->kicks_raising, suspend_blocking()};
+  self->in_call = nullptr;
+  self->kicks_raising = 0;
+  return outer;
+}
+
+void leave_program_handler(Fiber* self, const ProgramHandlerScope& outer) {
+  resume_blocking(outer.blocking_since);
+  self->kicks_raising = outer.kicks_raising;
+  self->in_call = outer.in_call;
 }
 
 void set_signal_mask_at_return(Fiber* self, uint64_t mask, uint64_t held) {
@@ -444,7 +461,7 @@ bool take_kick(Fiber* self, const siginfo_t* info) {
     // The kernel blocked the kick's signal for this handler, but it is the fiber's pending signal
     // of that number the kick is for: open it again, so that it is raised here and now. (Each
     // instance it raises blocks the signal again for its own handler, so they do not nest.)
-    if (self->carrier->applied_sigmask != self->sigmask) apply_signal_mask(self);
+    if (self->carrier->applied_sigmask != self->sigmask) apply_signal_mask(self->carrier, self->sigmask);
     deliver_pending_signals(self);
     self->kicks_raising &= ~bit;
   }

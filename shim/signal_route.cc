@@ -56,7 +56,6 @@
 
 #include "arch/call_on_stack.h"
 #include "arch/raw_syscall.h"
-#include "sched/handoff.h"
 #include "sched/libc.h"
 #include "sched/parking_lot.h"
 #include "sched/preempt.h"
@@ -153,7 +152,6 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   auto* uc = static_cast<ucontext_t*>(context);
   uint64_t before = thread_mask(self);
   uint64_t uc_before = low_word(&uc->uc_sigmask);
-  void* carrier = self->carrier;
   set_thread_mask(self, before | block);
   if (auto* state = static_cast<ThreadState*>(self->user_data)) {
     ++state->handlers_run;
@@ -165,20 +163,9 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // On the thread's alternate stack if it asked (not the tick signal's: begin_app_handler marks
   // the handler's frames by their place on the fiber's stack).
   Invocation call = {&app, sig, info, context};
-  // The handler is program code, even when it runs from inside an interposed call (raise, a wait
-  // a signal ended, a blocking call a kick interrupted): preemptible, reachable by kicks, and
-  // left for good if it longjmps out, where the call's ShimEntry would never end.
-  // Nor is it inside a kick's raising (sched/signals.cc): another instance may nest in it as
-  // natively (SA_NODEFER).
-  const char* in_call = self->in_call;
-  uint64_t kicks_raising = self->kicks_raising;
-  self->in_call = nullptr;
-  self->kicks_raising = 0;
-  sched::Nanos blocked_in_call = sched::suspend_blocking();  // see sched/handoff.h
+  sched::ProgramHandlerScope outer_scope = sched::enter_program_handler(self);
   call_program_handler(self, (app.sa_flags & SA_ONSTACK) && !tick, uc, invoke_as_planned, &call);
-  sched::resume_blocking(blocked_in_call);
-  self->kicks_raising = kicks_raising;
-  self->in_call = in_call;
+  sched::leave_program_handler(self, outer_scope);
   if (tick) sched::preempt::end_app_handler(self, outer);
   // The kernel lets a handler choose the mask its thread returns to by editing uc_sigmask.
   uint64_t uc_after = low_word(&uc->uc_sigmask);
@@ -187,11 +174,7 @@ void call_in_fiber(sched::Fiber* self, uint64_t block, const struct sigaction& a
   // so instances that came meanwhile run one after another, not nested in it (a stream of them
   // would grow the stack without bound).
   sched::set_signal_mask_at_return(self, restored, block);
-  memcpy(&uc->uc_sigmask, &self->sigmask, sizeof self->sigmask);  // what rt_sigreturn installs
-  if (self->carrier != carrier) {
-    stack_t altstack;
-    if (raw_syscall(SYS_sigaltstack, nullptr, &altstack) == 0) uc->uc_stack = altstack;
-  }
+  // (dispatch() puts the fiber's mask, and its carrier's alternate stack, in the ucontext.)
 }
 
 // Runs the program's disposition of `sig` on this thread, in fiber `self` if it is one.
@@ -286,6 +269,7 @@ bool hurry_watched() {
 void dispatch(int sig, siginfo_t* info, void* context) {
   int saved_errno = errno;
   sched::Fiber* self = sched::current();
+  const void* entered_on = self ? self->carrier : nullptr;
   // The kernel blocked the signal on this thread until rt_sigreturn (sigaction.cc): the carrier's
   // mask says so until then, so that a fiber switched in meanwhile gets its own applied, and a
   // raise of the signal here is known to wait for this frame to be popped (sched::raise_here).
@@ -316,7 +300,7 @@ void dispatch(int sig, siginfo_t* info, void* context) {
   } else {
     sched::hold_signal_for_process(sig, info);
   }
-  if (self) sched::leave_signal_handler(self, &static_cast<ucontext_t*>(context)->uc_sigmask);
+  if (self) sched::leave_signal_handler(self, static_cast<ucontext_t*>(context), entered_on);
   errno = saved_errno;
 }
 
